@@ -1,0 +1,36 @@
+"""Formula pieces shared by several stages."""
+from __future__ import annotations
+
+from ..layout import S, Tab
+from ..xlsx.book import Range, col_letter
+
+
+def number(x: float) -> str:
+    """A constant as formula text, without exponent notation (1e-05 -> 0.00001)."""
+    s = repr(float(x))
+    if "e" in s:
+        s = f"{x:.20f}".rstrip("0").rstrip(".")
+    return s[:-2] if s.endswith(".0") else s
+
+
+def here(rng: Range, tab: Tab, absolute: bool = True) -> str:
+    """Reference to a range as seen from `tab` (without the sheet when on the same sheet)."""
+    return rng.local(absolute) if rng.sheet == tab.name else rng.abs
+
+
+def layer_norm(tab: Tab, x: Range, w: str, b: str, out: str, title: str, labels: Range, eps: float) -> Range:
+    """mean and population variance per row, then (x - mean) / SQRT(var + eps) * w + b.   [N, C] -> [N, C]"""
+    n, c = x.shape
+    stats = tab.section(f"{out}: mean and variance of each row", "mean = AVERAGE(x);  var = AVERAGE((x - mean)^2)",
+                        rows=n, cols=2, col_labels=["mean", "var"], row_labels=labels)
+    for i in range(n):
+        row = here(x.rows(i), tab)
+        mean = stats.cell(i, 0)
+        tab.ws.formula(mean.r1, mean.c1, f"=AVERAGE({row})", S.NUM)
+        tab.ws.array(stats.cell(i, 1), f"=AVERAGE(({row}-${col_letter(mean.c1)}{mean.r1})^2)", S.NUM)
+    mean_col = tab.define(f"{out}_mean", stats.cols(0))
+    var_col = tab.define(f"{out}_var", stats.cols(1))
+    formula = f"=({x.ref}-{mean_col.ref})/SQRT({var_col.ref}+{number(eps)})*{w}+{b}"
+    data = tab.section(title, formula, rows=n, cols=c, row_labels=labels)
+    tab.ws.array(data, formula, S.NUM)
+    return tab.define(out, data)

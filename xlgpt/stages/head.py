@@ -1,0 +1,67 @@
+"""After the last block: ln_f [N, C] -> the last real token's vector [1, C] -> logits [V] -> probabilities -> prediction."""
+from __future__ import annotations
+
+from ..layout import LM_HEAD, LN_F, PREDICTION, Layout, S, Tab
+from ..xlsx.book import Range, col_letter
+from .common import layer_norm
+
+
+def final_norm(book, lay: Layout, x: Range) -> Range:
+    tab = Tab(book, LN_F, N=lay.N, C=lay.C)
+    return layer_norm(tab, x, "ln_f_w", "ln_f_b", "ln_f", "ln_f: normalised residual stream", book["tokens_text"],
+                      lay.cfg.layer_norm_epsilon)
+
+
+def lm_head(book, lay: Layout, vocab_texts: list[str]) -> Tab:
+    tab = Tab(book, LM_HEAD, V=lay.V, C=lay.C)
+    ws = tab.ws
+    sec = tab.section("lm_head_x: the last real token's row of ln_f", "=INDEX(ln_f, n_tokens, j+1)",
+                      rows=1, cols=lay.C, positions=False)
+    ws.write(sec.r1, 2, "last token", S.LABEL)
+    for j in range(lay.C):
+        ws.formula(sec.r1, sec.c1 + j, f"=INDEX(ln_f,n_tokens,{col_letter(sec.c1 + j)}${sec.r1 - 1}+1)", S.NUM)
+    x = tab.define("lm_head_x", sec)
+    logits_f = "=MMULT(wte,TRANSPOSE(lm_head_x))"
+    probs_f = "=EXP(lm_head_logits-MAX(lm_head_logits))/SUM(EXP(lm_head_logits-MAX(lm_head_logits)))"
+    sec = tab.section("logits and probabilities, one row per vocabulary entry",
+                      f"logit {logits_f}    probability {probs_f}", rows=lay.V, cols=2,
+                      col_labels=["logit", "probability"], row_texts=vocab_texts)
+    tab.define("vocab_ids", Range(LM_HEAD, sec.r1, 1, sec.r2, 1))
+    logits = tab.define("lm_head_logits", ws.array(sec.cols(0), logits_f, S.NUM))
+    tab.define("prediction_probs", ws.array(sec.cols(1), probs_f, S.PROB))
+    ws.width(3, 12, 4)
+    del x, logits
+    return tab
+
+
+def prediction(book, lay: Layout, token_text_formula) -> Tab:
+    """token_text_formula(id_ref) -> formula text showing that token as text."""
+    tab = Tab(book, PREDICTION, V=lay.V)
+    ws, r = tab.ws, tab.row
+    ws.write(r, 2, "Next token id", S.KEY)
+    nid = tab.define("next_token_id", ws.formula(r, 3, "=MATCH(MAX(lm_head_logits),lm_head_logits,0)-1", S.INT))
+    ws.write(r + 1, 2, "Next token", S.KEY)
+    tab.define("next_token", ws.formula(r + 1, 3, f'=IF(status<>"",status,{token_text_formula(nid.ref)})', S.BIG))
+    tab.row = r + 3
+    k = lay.top_k
+    sec = tab.section(f"the {k} most likely next tokens", "ranked by logit; ties listed in id order",
+                      rows=k, cols=4, col_labels=["logit", "id", "probability", "token"], positions=False)
+    for i in range(k):
+        rr = sec.r1 + i
+        ws.write(rr, 2, i + 1, S.LABEL)
+        lg, idc, pr, tx = (f"{col_letter(sec.c1 + j)}{rr}" for j in range(4))
+        ws.formula(rr, sec.c1, f"=LARGE(lm_head_logits,{i + 1})", S.NUM)
+        first = f"{col_letter(sec.c1)}{sec.r1}"
+        occurrence = f"COUNTIF({first}:{lg},{lg})" if i else "1"
+        ws.array(Range(PREDICTION, rr, sec.c1 + 1, rr, sec.c1 + 1),
+                 f"=SMALL(IF(lm_head_logits={lg},vocab_ids),{occurrence})", S.INT)
+        ws.formula(rr, sec.c1 + 2, f"=INDEX(prediction_probs,{idc}+1)", S.PROB)
+        ws.formula(rr, sec.c1 + 3, f"={token_text_formula(idc)}", S.TEXT)
+        del pr, tx
+    tab.define("top_logits", sec.cols(0))
+    tab.define("top_ids", sec.cols(1))
+    tab.define("top_probs", sec.cols(2))
+    tab.define("top_tokens", sec.cols(3))
+    ws.width(3, 12, 5)
+    ws.width(6, 24)
+    return tab

@@ -1,0 +1,33 @@
+"""What a build is asked to do (the CLI's flags, as data)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Steering:
+    """A vector added to the residual stream entering block `layer` (issue: look inside and operate)."""
+
+    layer: int = 0
+    coef: float = 0.0
+    vector: np.ndarray | None = None  # [n_embd]
+    on: bool = False
+    positions: int = 0  # 0 = every position, else only the first P
+    source: str = "none"
+
+
+@dataclass
+class BuildOptions:
+    prompt: str = "If today is Tuesday, tomorrow is"
+    context: int = 16
+    live_tokenizer: bool = True  # tokenize in the sheet; False writes Python's token ids as inputs
+    max_chars: int = 0  # 0: 4 x context
+    max_word_bytes: int = 128
+    bos: bool = False
+    top_k: int = 10
+    temperature: float = 0.0
+    sample_top_k: int = 0
+    seed: float | None = None  # the uniform draw; None = RAND()
+    steer: Steering = field(default_factory=Steering)

@@ -1,0 +1,270 @@
+"""The workbook model: sheets, cells, formulas, numeric blocks, names, styles and charts.
+
+It knows nothing about XML; `writer.py` turns it into an .xlsx file. Coordinates are 1-based (row, col).
+Numeric blocks may be given lazily (a callable returning the array) so that a 124M-parameter
+workbook never holds more than one tensor in memory.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+import numpy as np
+
+MAX_ROWS, MAX_COLS = 1_048_576, 16_384
+_NAME_RE = re.compile(r"^[A-Za-z_\\][A-Za-z0-9_.]*$")
+_CELL_LIKE = re.compile(r"^([A-Za-z]{1,3}[0-9]+|[Rr][0-9]*[Cc]?[0-9]*)$")
+
+
+def col_letter(col: int) -> str:
+    s = ""
+    while col:
+        col, rem = divmod(col - 1, 26)
+        s = chr(65 + rem) + s
+    return s
+
+
+def col_number(letters: str) -> int:
+    n = 0
+    for ch in letters.upper():
+        n = n * 26 + ord(ch) - 64
+    return n
+
+
+def cell_ref(row: int, col: int, absolute: bool = False) -> str:
+    if absolute:
+        return f"${col_letter(col)}${row}"
+    return f"{col_letter(col)}{row}"
+
+
+def quote_sheet(name: str) -> str:
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name) and not _CELL_LIKE.match(name):
+        return name
+    return "'" + name.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Range:
+    """A rectangle on one sheet; `name` is its defined name when it has one."""
+
+    sheet: str
+    r1: int
+    c1: int
+    r2: int
+    c2: int
+    name: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.r2 - self.r1 + 1, self.c2 - self.c1 + 1)
+
+    @property
+    def a1(self) -> str:
+        """Relative A1 reference without the sheet, e.g. "C5:D9"."""
+        if (self.r1, self.c1) == (self.r2, self.c2):
+            return cell_ref(self.r1, self.c1)
+        return f"{cell_ref(self.r1, self.c1)}:{cell_ref(self.r2, self.c2)}"
+
+    @property
+    def abs(self) -> str:
+        """Absolute reference with the sheet, e.g. 'block_0'!$C$5:$D$9."""
+        a = cell_ref(self.r1, self.c1, True)
+        if (self.r1, self.c1) != (self.r2, self.c2):
+            a += ":" + cell_ref(self.r2, self.c2, True)
+        return f"{quote_sheet(self.sheet)}!{a}"
+
+    @property
+    def ref(self) -> str:
+        """How formulas should refer to this range: its defined name if it has one."""
+        return self.name or self.abs
+
+    def local(self, absolute: bool = True) -> str:
+        """Reference without the sheet (for formulas on the same sheet)."""
+        a = cell_ref(self.r1, self.c1, absolute)
+        if (self.r1, self.c1) != (self.r2, self.c2):
+            a += ":" + cell_ref(self.r2, self.c2, absolute)
+        return a
+
+    def cell(self, i: int, j: int = 0) -> "Range":
+        """0-based cell (i, j) inside the range."""
+        return Range(self.sheet, self.r1 + i, self.c1 + j, self.r1 + i, self.c1 + j)
+
+    def rows(self, i: int, n: int = 1) -> "Range":
+        return Range(self.sheet, self.r1 + i, self.c1, self.r1 + i + n - 1, self.c2)
+
+    def cols(self, j: int, n: int = 1) -> "Range":
+        return Range(self.sheet, self.r1, self.c1 + j, self.r2, self.c1 + j + n - 1)
+
+    def sub(self, i: int, j: int, n_rows: int, n_cols: int) -> "Range":
+        return Range(self.sheet, self.r1 + i, self.c1 + j, self.r1 + i + n_rows - 1, self.c1 + j + n_cols - 1)
+
+    def named(self, name: str) -> "Range":
+        return Range(self.sheet, self.r1, self.c1, self.r2, self.c2, name)
+
+
+@dataclass(frozen=True)
+class Style:
+    """A cell format. Colours are RRGGBB hex strings."""
+
+    bold: bool = False
+    italic: bool = False
+    color: str | None = None
+    size: float | None = None
+    font: str | None = None
+    underline: bool = False
+    fill: str | None = None
+    num_fmt: str | None = None
+    wrap: bool = False
+    halign: str | None = None
+    valign: str | None = None
+    border: bool = False
+    indent: int = 0
+
+
+@dataclass
+class Formula:
+    text: str  # with or without the leading "="
+
+
+@dataclass
+class ArrayFormula:
+    rng: Range
+    text: str
+
+
+@dataclass
+class Block:
+    """A rectangle of numeric constants (weights). `data` may be a callable returning the array."""
+
+    row: int
+    col: int
+    shape: tuple[int, int]
+    data: Union[np.ndarray, Callable[[], np.ndarray]]
+    style: Style | None = None
+
+    def array(self) -> np.ndarray:
+        a = self.data() if callable(self.data) else self.data
+        a = np.asarray(a)
+        if a.ndim == 1:
+            a = a.reshape(1, -1)
+        if a.shape != self.shape:
+            raise ValueError(f"block data has shape {a.shape}, expected {self.shape}")
+        return a
+
+
+@dataclass
+class ColorScale:
+    rng: Range
+    colors: tuple[str, ...] = ("5A8AC6", "FFFFFF", "F8696B")  # blue - white - red
+    points: tuple[str, ...] = ("min", "percentile:50", "max")
+
+
+@dataclass
+class BarChart:
+    """A clustered bar chart of `values` (one column) against `categories`, anchored at a cell."""
+
+    title: str
+    categories: Range
+    values: Range
+    anchor: tuple[int, int]
+    size: tuple[int, int] = (16, 18)  # (columns, rows) covered
+    horizontal: bool = True
+    y_title: str = ""
+
+
+@dataclass
+class Sheet:
+    name: str
+    cells: dict[tuple[int, int], tuple[object, Style | None]] = field(default_factory=dict)
+    arrays: list[ArrayFormula] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+    widths: dict[int, float] = field(default_factory=dict)
+    freeze: tuple[int, int] | None = None  # (rows, cols) frozen above/left
+    links: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)  # cell -> (location, tooltip)
+    color_scales: list[ColorScale] = field(default_factory=list)
+    charts: list[BarChart] = field(default_factory=list)
+    merged: list[Range] = field(default_factory=list)
+    tab_color: str | None = None
+    zoom: int | None = None
+    hidden: bool = False
+
+    # ---- writing cells -------------------------------------------------------------------
+    def _check(self, row: int, col: int) -> None:
+        if not (1 <= row <= MAX_ROWS and 1 <= col <= MAX_COLS):
+            raise ValueError(f"{self.name}: cell ({row}, {col}) is outside Excel's grid")
+
+    def write(self, row: int, col: int, value, style: Style | None = None) -> Range:
+        """A constant: str is stored as text (never a formula), numbers and bools as themselves."""
+        self._check(row, col)
+        if isinstance(value, (np.integer, np.floating)):
+            value = value.item()
+        self.cells[(row, col)] = (value, style)
+        return Range(self.name, row, col, row, col)
+
+    def formula(self, row: int, col: int, text: str, style: Style | None = None) -> Range:
+        self._check(row, col)
+        self.cells[(row, col)] = (Formula(text), style)
+        return Range(self.name, row, col, row, col)
+
+    def array(self, rng: Range, text: str, style: Style | None = None) -> Range:
+        """A legacy array formula over the declared range (`{=...}` in Excel)."""
+        assert rng.sheet == self.name
+        self._check(rng.r2, rng.c2)
+        self.arrays.append(ArrayFormula(rng, text))
+        if style is not None:
+            self.style_range(rng, style)
+        return rng
+
+    def block(self, row: int, col: int, shape: tuple[int, int], data, style: Style | None = None) -> Range:
+        self._check(row + shape[0] - 1, col + shape[1] - 1)
+        self.blocks.append(Block(row, col, tuple(shape), data, style))
+        return Range(self.name, row, col, row + shape[0] - 1, col + shape[1] - 1)
+
+    def style_range(self, rng: Range, style: Style) -> None:
+        """Give empty cells of a range a format (e.g. the number format of an array formula's output)."""
+        for r in range(rng.r1, rng.r2 + 1):
+            for c in range(rng.c1, rng.c2 + 1):
+                value, _ = self.cells.get((r, c), (None, None))
+                self.cells[(r, c)] = (value, style)
+
+    def link(self, row: int, col: int, sheet: str, cell: str = "A1", tooltip: str = "") -> None:
+        self.links[(row, col)] = (f"{quote_sheet(sheet)}!{cell}", tooltip)
+
+    def width(self, col: int, width: float, last: int | None = None) -> None:
+        for c in range(col, (last or col) + 1):
+            self.widths[c] = width
+
+
+class Book:
+    def __init__(self) -> None:
+        self.sheets: list[Sheet] = []
+        self.names: dict[str, Range] = {}
+        self.active = 0
+
+    def sheet(self, name: str) -> Sheet:
+        for s in self.sheets:
+            if s.name == name:
+                return s
+        if len(name) > 31 or re.search(r"[\[\]:*?/\\]", name):
+            raise ValueError(f"invalid sheet name {name!r}")
+        s = Sheet(name)
+        self.sheets.append(s)
+        return s
+
+    def reorder(self, names: list[str]) -> None:
+        """Put the sheets in this order (sheets not listed keep their relative order, at the end)."""
+        rank = {n: i for i, n in enumerate(names)}
+        self.sheets.sort(key=lambda s: rank.get(s.name, len(rank)))
+
+    def define(self, name: str, rng: Range) -> Range:
+        """A workbook-level defined name; Excel rejects duplicates and names that look like cells."""
+        if not _NAME_RE.match(name) or _CELL_LIKE.match(name) or len(name) > 255:
+            raise ValueError(f"invalid defined name {name!r}")
+        if name.lower() in (n.lower() for n in self.names):
+            raise ValueError(f"duplicate defined name {name!r}")
+        self.names[name] = rng
+        return rng.named(name)
+
+    def __getitem__(self, name: str) -> Range:
+        return self.names[name].named(name)
