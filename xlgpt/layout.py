@@ -144,6 +144,7 @@ class Tab:
         ws.freeze = (TITLE_ROWS, 2)
         ws.width(1, 7)
         ws.width(2, 14)
+        ws.default_style_from = (DATA_COL, S.NUM)  # array outputs below take it without writing empty cells
 
     def define(self, name: str, rng: Range) -> Range:
         return self.book.define(name, rng)
@@ -173,7 +174,7 @@ class Tab:
                     ws.write(hdr, col0 + j, lab, S.INDEX)
         data = Range(self.name, hdr + 1, col0, hdr + rows, col0 + max(cols, 1) - 1)
         if style is not None:
-            self.ws.style_range(data, style)
+            self.ws.column_style(data.c1, style, data.c2)
         for i in range(rows):
             if positions:
                 ws.write(hdr + 1 + i, 1, i, S.POS)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import zipfile
-from xml.etree import ElementTree as ET
 
 import numpy as np
 
@@ -92,13 +91,7 @@ def defined_names(path) -> dict[str, tuple[str, str]]:
     A single cell comes back as "A1". Names scoped to one sheet are included unless a
     workbook-level name of the same name exists; hidden/builtin names and names that are
     constants, formulas or several areas are left out."""
-    path = os.fspath(path)
-    try:
-        root = workbook_root(path)
-    except FileNotFoundError:
-        raise XlgptError(f"workbook not found: {path}") from None
-    except (zipfile.BadZipFile, KeyError, ET.ParseError, OSError) as e:
-        raise XlgptError(f"cannot read the defined names of {path}: {e}") from None
+    root = workbook_root(os.fspath(path))
     found: dict[str, tuple[str, str]] = {}
     local: dict[str, tuple[str, str]] = {}
     for el in root.iter():

@@ -18,7 +18,7 @@ from xlgpt.engines.xlsxzip import sheet_titles, workbook_root
 from xlgpt.errors import XlgptError
 
 MAX_CELLS = 300_000
-SECONDS_PER_CELL = 0.002
+SECONDS_PER_CELL = 0.001  # measured 0.25 ms to load + 0.2 ms to calculate a cell; formula-heavy books cost more
 BYTES_PER_CELL = 5_000
 
 

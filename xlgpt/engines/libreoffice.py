@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import glob
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +20,7 @@ import tempfile
 import threading
 import time
 import weakref
+from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +32,7 @@ from xlgpt.errors import XlgptError
 INSTALL_HINT = "LibreOffice is not installed: apt-get install libreoffice-calc-nogui python3-uno"
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lo_worker.py")
 START_TIMEOUT = 90.0  # seconds for soffice to accept the UNO connection
-CLOSE_TIMEOUT = 15.0
+CLOSE_TIMEOUT = 10.0
 
 _SOFFICE_CANDIDATES = (
     "/usr/bin/soffice",
@@ -84,6 +87,16 @@ def _close_all() -> None:
         s.close()
 
 
+def _pipe_files(pipe: str | None, profile: str | None) -> list[str]:
+    """The unix sockets a SIGKILLed soffice leaves in /tmp: our UNO pipe and its single-instance
+    pipe, named after the MD5 of the profile URL in UTF-16 (hex digits without zero padding)."""
+    names = [f"*_{pipe}"] if pipe else []
+    if profile:
+        digest = hashlib.md5(Path(profile).as_uri().encode("utf-16-le")).digest()
+        names.append("*_SingleOfficeIPC_" + "".join(f"{b:x}" for b in digest))
+    return [f for n in names for f in glob.glob(f"/tmp/OSL_PIPE_{n}")]
+
+
 def _convert(v):
     if v is None or isinstance(v, (str, bool)):
         return v
@@ -103,6 +116,7 @@ class LibreOfficeSession(Session):
         self._proc = None
         self._soffice_pid = None
         self.profile = None
+        self._pipe = None
         self._pending: list[list] = []
         self._closed = False
         self._lock = threading.Lock()
@@ -140,6 +154,7 @@ class LibreOfficeSession(Session):
             raise
         self._soffice_pid = reply.get("soffice_pid")
         self.profile = reply.get("profile")
+        self._pipe = reply.get("pipe")
         self._sheets = reply.get("sheets") or self._sheets
         self.seconds = dict(reply.get("seconds") or {})
         self.seconds["total_open"] = time.monotonic() - t0
@@ -264,6 +279,11 @@ class LibreOfficeSession(Session):
         if self._soffice_pid and (proc is None or proc.returncode != 0):
             with contextlib.suppress(Exception):
                 os.killpg(self._soffice_pid, signal.SIGKILL)
+            for stale in _pipe_files(self._pipe, self.profile):
+                with contextlib.suppress(OSError):
+                    os.unlink(stale)
+            if self.profile:
+                shutil.rmtree(self.profile, ignore_errors=True)
         with contextlib.suppress(Exception):
             self._stderr.close()
 

@@ -21,6 +21,7 @@ the parent process disappears, the worker kills LibreOffice (its whole process
 group) and deletes the temporary profile. The workbook is never saved.
 """
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -73,7 +74,10 @@ def send(obj):
 
 
 def one_line(exc):
-    text = "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
+    if isinstance(exc, RuntimeError) and str(exc):
+        text = str(exc)  # our own messages
+    else:
+        text = "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
     return " ".join(text.split())
 
 
@@ -81,14 +85,16 @@ class Office:
     def __init__(self):
         self.proc = None
         self.profile = None
+        self.profile_url = None
         self.pipe_name = None
         self.log_path = None
         self.desktop = None
         self.doc = None
         self.sheets = {}
         self.logical_keys = {}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.closed = False
+        self.stopping_thread = None
 
     # ---- start / stop -------------------------------------------------------------
     def start(self, soffice, timeout):
@@ -96,6 +102,7 @@ class Office:
         from com.sun.star.connection import NoConnectException
 
         self.profile = tempfile.mkdtemp(prefix="xlgpt-lo-")
+        self.profile_url = uno.systemPathToFileUrl(self.profile)
         user = os.path.join(self.profile, "user")
         os.makedirs(user)
         with open(os.path.join(user, "registrymodifications.xcu"), "w", encoding="utf-8") as f:
@@ -111,7 +118,7 @@ class Office:
         args = [
             soffice, "--headless", "--invisible", "--norestore", "--nologo",
             "--nofirststartwizard", "--nodefault", "--nolockcheck",
-            "-env:UserInstallation=" + uno.systemPathToFileUrl(self.profile),
+            "-env:UserInstallation=" + self.profile_url,
             "--accept=pipe,name=%s;urp;StarOffice.ComponentContext" % self.pipe_name,
         ]
         with open(self.log_path, "wb") as log:
@@ -173,10 +180,20 @@ class Office:
         self.sheets = {name: sheets.getByName(name) for name in sheets.getElementNames()}
 
     def stop(self):
+        """Kill LibreOffice and delete the profile. Several threads may call this (stdin EOF,
+        the parent watchdog, a signal): all of them return only once the cleanup is done."""
+        if self.stopping_thread == threading.get_ident():
+            return  # re-entered from a signal handler in the thread that is cleaning up
         with self.lock:
             if self.closed:
                 return
-            self.closed = True
+            self.stopping_thread = threading.get_ident()
+            try:
+                self._stop()
+            finally:
+                self.closed = True
+
+    def _stop(self):
         proc = self.proc
         if proc is not None and proc.poll() is None:
             # Never save: the workbook can be huge. Ask LibreOffice to quit, then kill the group.
@@ -197,14 +214,24 @@ class Office:
                 proc.wait(5.0)
             except subprocess.TimeoutExpired:
                 pass
-        if self.pipe_name:
-            for stale in glob.glob("/tmp/OSL_PIPE_*_%s" % self.pipe_name):
-                try:
-                    os.unlink(stale)
-                except OSError:
-                    pass
+        for stale in self.pipe_files():
+            try:
+                os.unlink(stale)
+            except OSError:
+                pass
         if self.profile:
             shutil.rmtree(self.profile, ignore_errors=True)
+
+    def pipe_files(self):
+        """Unix sockets a killed soffice leaves in /tmp: our UNO pipe, and the single-instance
+        pipe named after the MD5 of the profile URL in UTF-16 (hex digits, no zero padding)."""
+        patterns = []
+        if self.pipe_name:
+            patterns.append("*_" + self.pipe_name)
+        if self.profile_url:
+            digest = hashlib.md5(self.profile_url.encode("utf-16-le")).digest()
+            patterns.append("*_SingleOfficeIPC_" + "".join("%x" % b for b in digest))
+        return [f for p in patterns for f in glob.glob("/tmp/OSL_PIPE_" + p)]
 
     def _terminate_quietly(self):
         try:
@@ -271,8 +298,10 @@ class Office:
             if self.is_logical(group.getPropertyValue("NumberFormat")):
                 for r, c in cells(group):
                     v = rows[r - r0][c - c0]
-                    if isinstance(v, float):
-                        rows[r - r0][c - c0] = v != 0.0
+                    # LibreOffice has no boolean type: TRUE is 1 shown in a boolean format, and
+                    # formulas inherit that format (=MAX(bool, 3) shows 3): only 0 and 1 are booleans
+                    if isinstance(v, float) and v in (0.0, 1.0):
+                        rows[r - r0][c - c0] = v == 1.0
         return rows
 
 
@@ -296,6 +325,7 @@ def main():
         return 4
     office = Office()
     threading.Thread(target=watch_parent, args=(office, os.getppid()), daemon=True).start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business: it closes us
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: (office.stop(), os._exit(5)))
     send({"ok": True, "hello": "lo_worker", "python": sys.version.split()[0]})
@@ -318,7 +348,7 @@ def main():
                     office.doc.calculateAll()
                     t3 = time.monotonic()
                     send({"ok": True, "sheets": list(office.sheets), "soffice_pid": office.proc.pid,
-                          "profile": office.profile,
+                          "profile": office.profile, "pipe": office.pipe_name,
                           "seconds": {"start": t1 - t0, "load": t2 - t1, "calc": t3 - t2}})
                 elif cmd == "set":
                     office.set_cells(msg["items"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 import zipfile
 from xml.etree import ElementTree as ET
 
+from xlgpt.errors import XlgptError
+
 
 def workbook_part(zf: zipfile.ZipFile) -> str:
     """Path of the workbook part inside the zip (normally xl/workbook.xml)."""
@@ -20,8 +22,14 @@ def workbook_part(zf: zipfile.ZipFile) -> str:
 
 
 def workbook_root(path: str) -> ET.Element:
-    with zipfile.ZipFile(path) as zf:
-        return ET.fromstring(zf.read(workbook_part(zf)))
+    """The parsed workbook part; XlgptError if the file is not a readable .xlsx."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return ET.fromstring(zf.read(workbook_part(zf)))
+    except FileNotFoundError:
+        raise XlgptError(f"workbook not found: {path}") from None
+    except (zipfile.BadZipFile, KeyError, ET.ParseError, OSError) as e:
+        raise XlgptError(f"not a readable .xlsx workbook: {path} ({e})") from None
 
 
 def sheet_titles(root: ET.Element) -> list[str]:

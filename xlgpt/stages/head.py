@@ -15,22 +15,19 @@ def final_norm(book, lay: Layout, x: Range) -> Range:
 def lm_head(book, lay: Layout, vocab_texts: list[str]) -> Tab:
     tab = Tab(book, LM_HEAD, V=lay.V, C=lay.C)
     ws = tab.ws
-    sec = tab.section("lm_head_x: the last real token's row of ln_f", "=INDEX(ln_f, n_tokens, j+1)",
-                      rows=1, cols=lay.C, positions=False)
+    formula = "=MMULT(TRANSPOSE(IF(positions=n_tokens-1,1,0)),ln_f)"
+    sec = tab.section("lm_head_x: the last real token's row of ln_f", formula, rows=1, cols=lay.C, positions=False)
     ws.write(sec.r1, 2, "last token", S.LABEL)
-    for j in range(lay.C):
-        ws.formula(sec.r1, sec.c1 + j, f"=INDEX(ln_f,n_tokens,{col_letter(sec.c1 + j)}${sec.r1 - 1}+1)", S.NUM)
-    x = tab.define("lm_head_x", sec)
+    tab.define("lm_head_x", ws.array(sec, formula, S.NUM))
     logits_f = "=MMULT(wte,TRANSPOSE(lm_head_x))"
     probs_f = "=EXP(lm_head_logits-MAX(lm_head_logits))/SUM(EXP(lm_head_logits-MAX(lm_head_logits)))"
     sec = tab.section("logits and probabilities, one row per vocabulary entry",
                       f"logit {logits_f}    probability {probs_f}", rows=lay.V, cols=2,
                       col_labels=["logit", "probability"], row_texts=vocab_texts)
-    tab.define("vocab_ids", Range(LM_HEAD, sec.r1, 1, sec.r2, 1))
-    logits = tab.define("lm_head_logits", ws.array(sec.cols(0), logits_f, S.NUM))
+    tab.define("lm_head_logits", ws.array(sec.cols(0), logits_f, S.NUM))
     tab.define("prediction_probs", ws.array(sec.cols(1), probs_f, S.PROB))
+    ws.column_style(sec.c1 + 1, S.PROB)
     ws.width(3, 12, 4)
-    del x, logits
     return tab
 
 
@@ -49,7 +46,7 @@ def prediction(book, lay: Layout, token_text_formula) -> Tab:
     for i in range(k):
         rr = sec.r1 + i
         ws.write(rr, 2, i + 1, S.LABEL)
-        lg, idc, pr, tx = (f"{col_letter(sec.c1 + j)}{rr}" for j in range(4))
+        lg, idc = (f"{col_letter(sec.c1 + j)}{rr}" for j in range(2))
         ws.formula(rr, sec.c1, f"=LARGE(lm_head_logits,{i + 1})", S.NUM)
         first = f"{col_letter(sec.c1)}{sec.r1}"
         occurrence = f"COUNTIF({first}:{lg},{lg})" if i else "1"
@@ -57,7 +54,6 @@ def prediction(book, lay: Layout, token_text_formula) -> Tab:
                  f"=SMALL(IF(lm_head_logits={lg},vocab_ids),{occurrence})", S.INT)
         ws.formula(rr, sec.c1 + 2, f"=INDEX(prediction_probs,{idc}+1)", S.PROB)
         ws.formula(rr, sec.c1 + 3, f"={token_text_formula(idc)}", S.TEXT)
-        del pr, tx
     tab.define("top_logits", sec.cols(0))
     tab.define("top_ids", sec.cols(1))
     tab.define("top_probs", sec.cols(2))

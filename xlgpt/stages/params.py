@@ -37,6 +37,8 @@ def tensor(book: Book, ws, row: int, name: str, shape: tuple[int, ...], data, ro
             ws.write(row + 2 + i, 2, row_labels[i], S.LABEL)
     rng = ws.block(row + 2, 3, (rows, cols), data)
     book.define(name, rng)
+    if name in ("wte", "wpe"):  # the row numbers double as ids / positions for the one-hot lookups
+        book.define(f"{name}_positions" if name == "wpe" else "vocab_ids", Range(ws.name, row + 2, 1, row + 1 + rows, 1))
     return row + 2 + rows + 1
 
 

@@ -54,6 +54,7 @@ def tokens_from_python(book, lay: Layout, ids: list[int], tok: Tokenizer) -> Tab
     ws.write(count_row, 2, "number of tokens", S.KEY)
     tab.define("n_tokens", ws.formula(count_row, 3, f"=COUNT({inputs.local()})", S.INT))
     tab.define("positions", Range(TOKENS, sec.r1, 1, sec.r2, 1))
+    tab.define("tokens_input", inputs)
     tab.define("tokens_ids", used)
     tab.define("tokens_text", Range(TOKENS, sec.r1, 2, sec.r2, 2))
     return tab

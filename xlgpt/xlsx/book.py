@@ -180,6 +180,8 @@ class Sheet:
     arrays: list[ArrayFormula] = field(default_factory=list)
     blocks: list[Block] = field(default_factory=list)
     widths: dict[int, float] = field(default_factory=dict)
+    col_styles: dict[int, Style] = field(default_factory=dict)  # format of empty cells (e.g. array outputs)
+    default_style_from: tuple[int, Style] | None = None  # this column and all to its right
     freeze: tuple[int, int] | None = None  # (rows, cols) frozen above/left
     links: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)  # cell -> (location, tooltip)
     color_scales: list[ColorScale] = field(default_factory=list)
@@ -208,13 +210,42 @@ class Sheet:
         return Range(self.name, row, col, row, col)
 
     def array(self, rng: Range, text: str, style: Style | None = None) -> Range:
-        """A legacy array formula over the declared range (`{=...}` in Excel)."""
+        """A legacy array formula over the declared range (`{=...}` in Excel).
+
+        `style` formats only the anchor cell; the rest of the range takes its column's format
+        (column_style), so no empty cells need writing (the `formulas` engine pays per cell)."""
         assert rng.sheet == self.name
         self._check(rng.r2, rng.c2)
         self.arrays.append(ArrayFormula(rng, text))
         if style is not None:
-            self.style_range(rng, style)
+            value, _ = self.cells.get((rng.r1, rng.c1), (None, None))
+            self.cells[(rng.r1, rng.c1)] = (value, style)
         return rng
+
+    def column_style(self, col: int, style: Style, last: int | None = None) -> None:
+        for c in range(col, (last or col) + 1):
+            self.col_styles[c] = style
+
+    def column_runs(self) -> list[tuple[int, int, float | None, Style | None]]:
+        """<col> runs: (first, last, width, style), merging equal neighbours."""
+        cols = sorted(set(self.widths) | set(self.col_styles))
+        start, default = (self.default_style_from or (MAX_COLS + 1, None))
+        runs: list[list] = []
+        for c in cols:
+            style = self.col_styles.get(c, default if c >= start else None)
+            item = [c, c, self.widths.get(c), style]
+            if runs and runs[-1][1] == c - 1 and runs[-1][2:] == item[2:]:
+                runs[-1][1] = c
+            else:
+                runs.append(item)
+        last = max(cols) if cols else 0
+        if default is not None:
+            first = max(start, last + 1)
+            if runs and runs[-1][1] == first - 1 and runs[-1][2:] == [None, default]:
+                runs[-1][1] = MAX_COLS
+            elif first <= MAX_COLS:
+                runs.append([first, MAX_COLS, None, default])
+        return [tuple(r) for r in runs]
 
     def block(self, row: int, col: int, shape: tuple[int, int], data, style: Style | None = None) -> Range:
         self._check(row + shape[0] - 1, col + shape[1] - 1)

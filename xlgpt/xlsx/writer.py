@@ -248,9 +248,12 @@ def sheet_xml(sheet: Sheet, styles: Styles, drawing_rid: str | None, active: boo
         view += "/>"
     head += f"<sheetViews>{view}</sheetViews>"
     head += '<sheetFormatPr defaultRowHeight="15"/>'
-    if sheet.widths:
+    runs = sheet.column_runs()
+    if runs:
         head += "<cols>" + "".join(
-            f'<col min="{c}" max="{c}" width="{w}" customWidth="1"/>' for c, w in sorted(sheet.widths.items())
+            f'<col min="{lo}" max="{hi}"' + (f' width="{w}" customWidth="1"' if w else ' width="9.140625"')
+            + (f' style="{styles.id(st)}"' if st else "") + "/>"
+            for lo, hi, w, st in runs
         ) + "</cols>"
     yield head + "<sheetData>"
     yield from sheet_rows(sheet, styles)

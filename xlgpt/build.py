@@ -1,0 +1,87 @@
+"""`xlgpt build`: load a model, lay out the workbook, write it, and say what the NumPy reference predicts."""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import XlgptError
+from .model import Model, load_model
+from .reference import gpt2
+from .stages import BuildOptions, build_book, prompt_ids
+from .xlsx.writer import IllegalText, write_book
+
+AS_WRITTEN_LIMIT = 5_000_000  # parameters; above this the build-time reference uses the float32 weights
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    model: Model
+    ids: list[int]
+    next_token_id: int
+    next_token: str
+    seconds: float
+    size: int
+
+
+def default_out(model: Model) -> Path:
+    return Path("out") / (re.sub(r"[^\w.-]+", "-", model.name).strip("-") + ".xlsx")
+
+
+def as_written(a: np.ndarray) -> np.ndarray:
+    """The float64 values an engine reads back from the 9-significant-digit decimals the writer stores."""
+    a = np.asarray(a)
+    if a.dtype == np.float64:
+        return a
+    flat = [float(s) for s in ("%.9g " * a.size % tuple(a.ravel().tolist())).split()]
+    return np.array(flat, dtype=np.float64).reshape(a.shape)
+
+
+def reference_prediction(model: Model, ids: list[int], opts: BuildOptions) -> int:
+    small = model.config.n_params <= AS_WRITTEN_LIMIT
+    params = {k: as_written(model.params[k]) for k in model.params} if small else model.params
+    pad = model.tokenizer.eot_id if model.tokenizer.eot_id is not None else 0
+    padded = list(ids) + [pad] * (opts.context - len(ids))
+    steer = None
+    if opts.steer.on and opts.steer.vector is not None:
+        mask = np.ones((opts.context, 1)) if not opts.steer.positions else (np.arange(opts.context) < opts.steer.positions)[:, None]
+        steer = (opts.steer.layer, opts.steer.coef * np.asarray(opts.steer.vector, dtype=np.float64)[None, :] * mask)
+    t = gpt2(padded, params, model.config, n_real=len(ids), steer=steer)
+    return int(t["next_token_id"][0, 0])
+
+
+def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | None = None,
+          progress=None, echo=print) -> BuildResult:
+    t0 = time.perf_counter()
+    model = load_model(model_spec)
+    ids = prompt_ids(model, opts)
+    path = Path(out) if out else default_out(model)
+    if path.suffix.lower() != ".xlsx":
+        raise XlgptError(f"--out must end in .xlsx: {path}")
+    if not path.parent.exists():
+        if out is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            raise XlgptError(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise XlgptError(f"cannot write {path}: it is a folder")
+    book = build_book(model, opts)
+    try:
+        write_book(book, path, progress=progress)
+    except IllegalText as e:
+        raise XlgptError(f"cannot store the prompt: {e}") from e
+    except OSError as e:
+        raise XlgptError(f"cannot write {path}: {e.strerror or e}") from e
+    next_id = reference_prediction(model, ids, opts)
+    result = BuildResult(path, model, ids, next_id, model.tokenizer.token_text(next_id),
+                         time.perf_counter() - t0, path.stat().st_size)
+    if echo:
+        echo(f"wrote {path} ({result.size / 1e6:.1f} MB, {model.name}, {model.config.n_params:,} parameters, "
+             f"{len(ids)} of {opts.context} tokens) in {result.seconds:.1f} s")
+        echo(f"NumPy reference predicts: {result.next_token!r} (id {next_id})")
+    return result

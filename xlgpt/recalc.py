@@ -1,0 +1,101 @@
+"""`xlgpt recalc`: recalculate a workbook with a spreadsheet engine and read what it predicts."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .engines import defined_names, open_workbook
+from .engines.base import Session
+from .errors import XlgptError
+from .tokenizer import EOT, Tokenizer
+
+
+@dataclass
+class Workbook:
+    """A workbook opened in an engine, read through its defined names."""
+
+    path: Path
+    session: Session
+    names: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+    def read(self, name: str) -> np.ndarray:
+        if name not in self.names:
+            raise XlgptError(f"{self.path} has no defined name {name!r}: not a workbook written by xlgpt")
+        sheet, ref = self.names[name]
+        return self.session.read(sheet, ref)
+
+    def value(self, name: str):
+        return self.read(name)[0, 0]
+
+    def numbers(self, name: str) -> np.ndarray:
+        a = self.read(name)
+        bad = [v for v in a.ravel() if not isinstance(v, (int, float)) or isinstance(v, bool)]
+        if bad:
+            raise XlgptError(f"{name} holds non-numbers after recalculation (e.g. {bad[0]!r}); the engine could not compute it")
+        return a.astype(np.float64)
+
+    def set(self, name: str, value) -> None:
+        sheet, ref = self.names[name]
+        self.session.set_cell(sheet, ref.split(":")[0], value)
+
+    def __enter__(self) -> "Workbook":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.session.close()
+
+    def tokenizer(self) -> Tokenizer:
+        """The vocabulary as stored in the workbook (id -> byte-level token)."""
+        tokens = self.read("vocab_token").ravel()
+        encoder = {str(s): i for i, s in enumerate(tokens)}
+        return Tokenizer(encoder=encoder, merges=[], eot_id=encoder.get(EOT))
+
+
+def open_book(path, engine: str, progress: bool = False) -> Workbook:
+    path = Path(path)
+    if not path.is_file():
+        raise XlgptError(f"no such workbook: {path}")
+    names = defined_names(path)
+    return Workbook(path, open_workbook(path, engine, progress=progress), names)
+
+
+def set_prompt(wb: Workbook, prompt: str) -> None:
+    if wb.has("tokens_input"):
+        raise XlgptError("this workbook was built with --python-tokenizer: its token ids are input cells, so the sheet "
+                         "cannot tokenize a new prompt; rebuild it without that flag")
+    wb.set("prompt", prompt)
+    wb.session.recalc()
+
+
+def prediction(wb: Workbook, engine: str) -> dict:
+    status = wb.value("status")
+    n = wb.numbers("n_tokens")[0, 0]
+    n = int(n)
+    ids = [int(v) for v in wb.numbers("tokens_ids").ravel()[:n]]
+    texts = [("" if v is None else str(v)) for v in wb.read("tokens_text").ravel()[:n]]
+    tok = wb.tokenizer()
+    result = {"engine": engine, "status": "" if status in (None, "") else str(status), "token_ids": ids,
+              "tokens": texts}
+    if result["status"]:
+        return result
+    nid = int(wb.numbers("next_token_id")[0, 0])
+    top_ids = [int(v) for v in wb.numbers("top_ids").ravel()]
+    top_probs = [float(v) for v in wb.numbers("top_probs").ravel()]
+    result.update({
+        "next_token_id": nid,
+        "next_token": tok.decode([nid]),
+        "top": [{"id": i, "token": tok.decode([i]), "prob": p} for i, p in zip(top_ids, top_probs)],
+    })
+    return result
+
+
+def recalc(path, engine: str, prompt: str | None = None) -> dict:
+    with open_book(path, engine) as wb:
+        if prompt is not None:
+            set_prompt(wb, prompt)
+        return prediction(wb, engine)
