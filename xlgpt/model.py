@@ -287,3 +287,16 @@ def load_model(spec: str | None = None) -> Model:
         raise XlgptError(f"--model {spec!r} is neither a folder nor a hub id")
     folder = download(spec)
     return load_folder(folder, name=spec)
+
+
+def save_folder(model: Model, folder) -> Path:
+    """Write a model in the Hugging Face layout (config.json, model.safetensors, vocab.json, merges.txt)."""
+    from safetensors.numpy import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(model.config.to_hf(), indent=2) + "\n", encoding="utf-8")
+    save_file({hf_key(n): np.ascontiguousarray(model.params[n], dtype=np.float32) for n in model.params},
+              str(folder / "model.safetensors"), metadata={"format": "pt"})
+    model.tokenizer.save(folder)
+    return folder

@@ -54,7 +54,7 @@ def formula_xml(text: str) -> str:
 def _num(v: float) -> str:
     if v != v or v in (float("inf"), float("-inf")):
         raise ValueError("cannot store NaN or infinity in a cell")
-    return repr(float(v))
+    return str(v) if isinstance(v, int) else repr(float(v))
 
 
 # ---- styles -----------------------------------------------------------------------------------

@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny workbooks built once per test session."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from xlgpt.model import load_model
+from xlgpt.stages import BuildOptions, build_book
+from xlgpt.xlsx.writer import write_book
+
+
+def have_libreoffice() -> bool:
+    return shutil.which("soffice") is not None
+
+
+needs_libreoffice = pytest.mark.skipif(not have_libreoffice(), reason="LibreOffice is not installed")
+
+
+def build_tiny(path, spec="tiny", prompt="Mike is quick. He moves", **opts):
+    model = load_model(spec)
+    options = BuildOptions(prompt=prompt, **opts)
+    write_book(build_book(model, options), path)
+    return model, options
