@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import XlgptError
 from .model import Model, load_model
-from .reference import gpt2
+from .reference import gpt2, sample_token
 from .stages import BuildOptions, build_book, prompt_ids
 from .xlsx.writer import IllegalText, write_book
 
@@ -43,6 +43,10 @@ def as_written(a: np.ndarray) -> np.ndarray:
 
 
 def reference_prediction(model: Model, ids: list[int], opts: BuildOptions) -> int:
+    return int(reference_forward(model, ids, opts)["next_token_id"][0, 0])
+
+
+def reference_forward(model: Model, ids: list[int], opts: BuildOptions) -> dict:
     small = model.config.n_params <= AS_WRITTEN_LIMIT
     params = {k: as_written(model.params[k]) for k in model.params} if small else model.params
     pad = model.tokenizer.eot_id if model.tokenizer.eot_id is not None else 0
@@ -51,8 +55,7 @@ def reference_prediction(model: Model, ids: list[int], opts: BuildOptions) -> in
     if opts.steer.on and opts.steer.vector is not None:
         mask = np.ones((opts.context, 1)) if not opts.steer.positions else (np.arange(opts.context) < opts.steer.positions)[:, None]
         steer = (opts.steer.layer, opts.steer.coef * np.asarray(opts.steer.vector, dtype=np.float64)[None, :] * mask)
-    t = gpt2(padded, params, model.config, n_real=len(ids), steer=steer)
-    return int(t["next_token_id"][0, 0])
+    return gpt2(padded, params, model.config, n_real=len(ids), steer=steer)
 
 
 def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | None = None,
@@ -77,11 +80,23 @@ def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | N
         raise XlgptError(f"cannot store the prompt: {e}") from e
     except OSError as e:
         raise XlgptError(f"cannot write {path}: {e.strerror or e}") from e
-    next_id = reference_prediction(model, ids, opts)
+    t = reference_forward(model, ids, opts)
+    next_id = int(t["next_token_id"][0, 0])
     result = BuildResult(path, model, ids, next_id, model.tokenizer.token_text(next_id),
                          time.perf_counter() - t0, path.stat().st_size)
     if echo:
         echo(f"wrote {path} ({result.size / 1e6:.1f} MB, {model.name}, {model.config.n_params:,} parameters, "
              f"{len(ids)} of {opts.context} tokens) in {result.seconds:.1f} s")
         echo(f"NumPy reference predicts: {result.next_token!r} (id {next_id})")
+        if opts.steer.on and opts.steer.vector is not None:
+            s = opts.steer
+            echo(f"steering block {s.layer} with coefficient {s.coef:g} ({s.coef_reason or 'as given'}): {s.source}")
+        if opts.temperature > 0:
+            if opts.seed is None:
+                echo(f"the sheet samples at temperature {opts.temperature:g} (top-k {opts.sample_top_k or 'all'}) with "
+                     "u = RAND(): a new draw on every recalculation")
+            else:
+                sid = sample_token(t["lm_head_logits"], opts.temperature, opts.sample_top_k, opts.seed)
+                echo(f"NumPy reference samples: {model.tokenizer.token_text(sid)!r} (id {sid}) at temperature "
+                     f"{opts.temperature:g}, top-k {opts.sample_top_k or 'all'}, u = {opts.seed:g}")
     return result

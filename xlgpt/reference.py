@@ -71,11 +71,12 @@ def block_params(params, i):
     return {k[len(prefix):]: np.asarray(params[k], dtype=np.float64) for k in params if k.startswith(prefix)}
 
 
-def gpt2(ids, params, cfg: GPT2Config, n_real=None, steer=None):
+def gpt2(ids, params, cfg: GPT2Config, n_real=None, steer=None, lens_target=None, lens_k=10):
     """Forward pass over `ids` (padded to the workbook's context is fine: attention is causal).
 
     n_real: number of real tokens; the prediction is read at row n_real - 1.
     steer: optional (layer, vector [C] or [N, C]) added to the residual stream entering that block.
+    lens_target, lens_k: the logit lens's target token (default: the prediction) and how many top tokens it lists.
     Returns a dict of float64 arrays named like the workbook's defined names."""
     ids = np.asarray(ids)
     n = len(ids)
@@ -86,15 +87,22 @@ def gpt2(ids, params, cfg: GPT2Config, n_real=None, steer=None):
     t["embeddings_wte"] = wte[ids]
     t["embeddings_wpe"] = f64("wpe")[:n]
     x = t["embeddings_out"] = t["embeddings_wte"] + t["embeddings_wpe"]  # [N, C]
+    add = np.zeros_like(x) if steer is None else np.broadcast_to(np.asarray(steer[1], dtype=np.float64), x.shape)
+    t["steer_add"] = add
     for i in range(cfg.n_layer):
         if steer is not None and steer[0] == i:
-            x = x + np.asarray(steer[1], dtype=np.float64)
+            x = x + add
         x = transformer_block(x, block_params(params, i), cfg.n_head, cfg.layer_norm_epsilon, t, f"block_{i}")
     t["ln_f"], t["ln_f_mean"], t["ln_f_var"] = layer_norm(x, f64("ln_f_w"), f64("ln_f_b"), cfg.layer_norm_epsilon)
     t["lm_head_x"] = t["ln_f"][n_real - 1 : n_real]  # [1, C]: the last real token
     t["lm_head_logits"] = (wte @ t["lm_head_x"].T)  # [V, 1], the LM head tied to wte
     t["prediction_probs"] = softmax(t["lm_head_logits"].T).T  # [V, 1]
     t["next_token_id"] = np.array([[int(np.argmax(t["lm_head_logits"]))]])
+    for i in range(cfg.n_layer):
+        for h in range(cfg.n_head):
+            t[f"attention_{i}_h{h}"] = t[f"block_{i}_attn_h{h}"]
+    target = int(t["next_token_id"][0, 0]) if lens_target is None else int(lens_target)
+    t.update(logit_lens(t, wte, f64("ln_f_w"), f64("ln_f_b"), cfg, n_real, target, lens_k))
     return t
 
 
@@ -102,3 +110,45 @@ def top_k(values, k):
     """Indices of the k largest values, ties broken by the lower index (as MATCH does)."""
     v = np.asarray(values).ravel()
     return list(np.lexsort((np.arange(len(v)), -v))[:k])
+
+
+def logit_lens(t, wte, ln_f_w, ln_f_b, cfg: GPT2Config, n_real, target, k):
+    """The stream entering each block and the final one, at the last real token, through ln_f (each row with its
+    own statistics) and the tied unembedding. Columns are layers: logits [V, L+1]; top-k [k, L+1]."""
+    L = cfg.n_layer
+    rows = [t[f"block_{i}_resid_pre"][n_real - 1] for i in range(L)] + [t[f"block_{L - 1}_resid_post"][n_real - 1]]
+    out = {"lens_x": np.stack(rows)}
+    out["lens_ln"], out["lens_ln_mean"], out["lens_ln_var"] = layer_norm(out["lens_x"], ln_f_w, ln_f_b,
+                                                                          cfg.layer_norm_epsilon)
+    logits = out["lens_logits"] = wte @ out["lens_ln"].T  # [V, L+1]
+    mx = out["lens_max"] = np.max(logits, axis=0, keepdims=True)
+    sm = out["lens_sum"] = np.sum(np.exp(logits - mx), axis=0, keepdims=True)
+    out["lens_probs"] = np.exp(logits - mx) / sm
+    k = min(k, logits.shape[0])
+    ids = np.array([top_k(logits[:, j], k) for j in range(L + 1)]).T  # [k, L+1]
+    out["lens_top_ids"] = ids
+    out["lens_top_logits"] = np.take_along_axis(logits, ids, axis=0)
+    out["lens_top_probs"] = np.exp(out["lens_top_logits"] - mx) / sm
+    out["lens_target"] = np.array([[target]])
+    tl = out["lens_target_logit"] = logits[target : target + 1]  # [1, L+1]
+    out["lens_target_rank"] = 1 + np.sum(logits > tl, axis=0, keepdims=True)
+    out["lens_target_prob"] = np.exp(tl - mx) / sm
+    return out
+
+
+def sample_token(logits, temperature: float, top_k_: int, u: float) -> int:
+    """The workbook's sampler: temperature 0 (or less) is the argmax (lowest id on ties). Otherwise weights
+    exp((logit - max) / temperature) for the top-k tokens (ties at the k-th logit go to the lower id; k < 1 or
+    k >= V means all), 0 for the others; the cumulative sum runs in token-id order and the sampled token is the
+    first id whose cumulative weight exceeds u x total (the last id if none does, i.e. u >= 1)."""
+    v = np.asarray(logits, dtype=np.float64).ravel()
+    if temperature <= 0:
+        return int(np.argmax(v))
+    n = len(v)
+    k = n if top_k_ < 1 or top_k_ >= n else int(top_k_)
+    keep = np.zeros(n, dtype=bool)
+    keep[top_k(v, k)] = True
+    w = np.where(keep, np.exp((v - np.max(v)) / temperature), 0.0)
+    cum = np.cumsum(w)
+    above = np.nonzero(cum > u * cum[-1])[0]
+    return int(above[0]) if len(above) else n - 1

@@ -14,7 +14,7 @@ from .engines.refs import parse_range
 from .errors import XlgptError
 from .model import GPT2Config, param_shapes
 from .recalc import Workbook, open_book, set_prompt
-from .reference import gpt2, top_k
+from .reference import gpt2, sample_token, top_k
 
 TOLERANCE = 1e-9  # max |sheet - reference| / max(1, max |reference|), per defined name
 
@@ -97,7 +97,10 @@ def verify(path, engine: str, prompt: str | None = None) -> dict:
         ids = [int(v) for v in wb.numbers("tokens_ids").ravel()]
         n = int(wb.numbers("n_tokens")[0, 0])
         params = read_params(wb, cfg)
-        ref = gpt2(ids, params, cfg, n_real=n, steer=steering(wb, len(ids)))
+        lens = {}
+        if wb.has("lens_target") and wb.has("lens_top_ids"):
+            lens = {"lens_target": int(wb.numbers("lens_target")[0, 0]), "lens_k": shape("lens_top_ids")[0]}
+        ref = gpt2(ids, params, cfg, n_real=n, steer=steering(wb, len(ids)), **lens)
         rows = []
         for name, value in ref.items():
             if not wb.has(name):
@@ -107,7 +110,13 @@ def verify(path, engine: str, prompt: str | None = None) -> dict:
             rows.append(Row(stage_of(name), name, got.shape, err, rel))
         want_top = [int(i) for i in top_k(ref["lm_head_logits"], wb.numbers("top_ids").size)]
         got_top = [int(v) for v in wb.numbers("top_ids").ravel()]
-        return {"engine": engine, "rows": rows, "n_tokens": n, "token_ids": ids[:n],
+        sample = None
+        if wb.has("sampled_token_id"):  # the draw the sheet used, read back (RAND() changes on every recalc)
+            temperature, k, u = (float(wb.numbers(nm)[0, 0]) for nm in ("temperature", "sample_top_k", "sample_u"))
+            sample = {"sheet": int(wb.numbers("sampled_token_id")[0, 0]),
+                      "ref": sample_token(ref["lm_head_logits"], temperature, int(k), u),
+                      "temperature": temperature, "top_k": int(k), "u": u}
+        return {"engine": engine, "rows": rows, "n_tokens": n, "token_ids": ids[:n], "sample": sample,
                 "next_token_id": int(wb.numbers("next_token_id")[0, 0]),
                 "ref_next_token_id": int(ref["next_token_id"][0, 0]),
                 "top_ok": got_top == want_top, "top": got_top, "ref_top": want_top}
@@ -132,6 +141,12 @@ def report(result: dict) -> tuple[str, bool]:
     lines.append(f"next token id: sheet {result['next_token_id']}, reference {result['ref_next_token_id']}"
                  + ("" if same else "  MISMATCH"))
     lines.append(f"top-k ids: {'equal' if result['top_ok'] else 'DIFFER: ' + str(result['top']) + ' vs ' + str(result['ref_top'])}")
+    sample = result.get("sample")
+    if sample:
+        good = sample["sheet"] == sample["ref"]
+        ok &= good
+        lines.append(f"sampled token id (temperature {sample['temperature']:g}, top-k {sample['top_k']}, u {sample['u']:.6g}): "
+                     f"sheet {sample['sheet']}, reference {sample['ref']}" + ("" if good else "  MISMATCH"))
     lines.append(f"verdict ({result['engine']}): " + ("every stage equals the NumPy reference within "
                                                         f"{TOLERANCE:g} (relative)" if ok else "MISMATCH"))
     return "\n".join(lines), ok

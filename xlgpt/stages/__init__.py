@@ -5,12 +5,15 @@ from ..errors import XlgptError
 from ..layout import Layout
 from ..model import Model
 from ..xlsx.book import Book
+from .attention import attention_tab
 from .block import transformer_block
 from .data import vocab_tab, vocab_texts
 from .embeddings import embeddings
 from .head import final_norm, lm_head, prediction
+from .lens import logit_lens
 from .options import BuildOptions, Steering
 from .params import parameter_tabs
+from .sampling import sampling
 from .steer import steer_tab
 from .tokens import prompt_tab, status_cell, tokens_from_python
 
@@ -20,7 +23,7 @@ __all__ = ["BuildOptions", "Steering", "build_book", "make_layout"]
 def make_layout(model: Model, opts: BuildOptions) -> Layout:
     if not 1 <= opts.context <= model.config.n_ctx:
         raise XlgptError(f"--context must be between 1 and the model's n_ctx ({model.config.n_ctx}), not {opts.context}")
-    return Layout(model.config, opts.context, max_chars=opts.max_chars or 4 * opts.context,
+    return Layout(model.config, opts.context, max_chars=opts.max_chars or 8 * opts.context,
                   max_word_bytes=opts.max_word_bytes, top_k=min(opts.top_k, model.config.vocab_size),
                   live_tokenizer=opts.live_tokenizer)
 
@@ -47,7 +50,10 @@ def build_book(model: Model, opts: BuildOptions) -> Book:
         x = transformer_block(book, lay, i, x)
     final_norm(book, lay, x)
     lm_head(book, lay, texts)
-    prediction(book, lay, token_text)
+    ptab = prediction(book, lay, token_text)
+    sampling(book, lay, ptab, opts, token_text)
+    logit_lens(book, lay, token_text, texts)
+    attention_tab(book, lay)
     steer_tab(book, lay, opts.steer)
     parameter_tabs(book, lay, model, texts)
     vocab_tab(book, lay, tok, texts)

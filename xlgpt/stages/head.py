@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..layout import LM_HEAD, LN_F, PREDICTION, Layout, S, Tab
-from ..xlsx.book import Range, col_letter
+from ..xlsx.book import BarChart, Range, col_letter
 from .common import layer_norm
 
 
@@ -54,10 +54,19 @@ def prediction(book, lay: Layout, token_text_formula) -> Tab:
                  f"=SMALL(IF(lm_head_logits={lg},vocab_ids),{occurrence})", S.INT)
         ws.formula(rr, sec.c1 + 2, f"=INDEX(prediction_probs,{idc}+1)", S.PROB)
         ws.formula(rr, sec.c1 + 3, f"={token_text_formula(idc)}", S.TEXT)
+    block = getattr(token_text_formula, "block", None)
+    if block is not None:  # the live tokenizer decodes these ids in formulas, in columns right of the chart
+        texts = block(tab, [nid] + [sec.cell(i, 1) for i in range(k)], labels=["next"] + [str(i + 1) for i in range(k)],
+                      col0=19, title="decoding the predicted tokens")
+        ws.formula(r + 1, 3, f'=IF(status<>"",status,{texts[0].local(False)})', S.BIG)
+        for i in range(k):
+            ws.formula(sec.r1 + i, sec.c1 + 3, f"={texts[i + 1].local(False)}", S.TEXT)
     tab.define("top_logits", sec.cols(0))
     tab.define("top_ids", sec.cols(1))
     tab.define("top_probs", sec.cols(2))
     tab.define("top_tokens", sec.cols(3))
+    ws.charts.append(BarChart(f"next-token probabilities, top {k}", categories=sec.cols(3), values=sec.cols(2),
+                              anchor=(sec.r1 - 2, 8), size=(8, max(12, k + 3)), y_title="probability"))
     ws.width(3, 12, 5)
     ws.width(6, 24)
     return tab

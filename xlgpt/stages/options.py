@@ -16,6 +16,7 @@ class Steering:
     on: bool = False
     positions: int = 0  # 0 = every position, else only the first P
     source: str = "none"
+    coef_reason: str = ""  # why this coefficient (shown on the steer tab)
 
 
 @dataclass
@@ -23,7 +24,7 @@ class BuildOptions:
     prompt: str = "If today is Tuesday, tomorrow is"
     context: int = 16
     live_tokenizer: bool = True  # tokenize in the sheet; False writes Python's token ids as inputs
-    max_chars: int = 0  # 0: 4 x context
+    max_chars: int = 0  # 0: 8 x context
     max_word_bytes: int = 128
     bos: bool = False
     top_k: int = 10

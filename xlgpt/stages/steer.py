@@ -11,6 +11,19 @@ import numpy as np
 from ..layout import STEER, Layout, S, Tab
 from .options import Steering
 
+HOW = [
+    "Where vectors come from (xlgpt build):",
+    "  --steer-vector FILE.npy --steer-layer L: any vector of n_embd values.",
+    "  --steer-diff PLUS MINUS --steer-layer L: activation steering, resid_pre(PLUS) - resid_pre(MINUS) entering "
+    "block L from the NumPy reference on this model; the last position (default) or each prompt's mean over "
+    "its positions (--steer-mean).",
+    "  --steer-sae RELEASE:LAYER:FEATURE: row FEATURE of a sparse autoencoder's decoder W_dec, e.g. "
+    "gpt2-small-res-jb:2:7650 (the 'Jedi' feature of GPT-2 small, trained on blocks.2.hook_resid_pre).",
+    "Default coefficient: 1 for a file or an activation difference (the vector as given / measured); for an SAE "
+    "feature, |resid_pre at the last token| / |W_dec row| (the push is as long as the stream it joins).",
+    "Set steer_on to FALSE or the coefficient to 0 and every block computes exactly the unsteered values.",
+]
+
 
 def steer_tab(book, lay: Layout, steer: Steering) -> Tab:
     tab = Tab(book, STEER, N=lay.N, C=lay.C, L=lay.L)
@@ -24,14 +37,30 @@ def steer_tab(book, lay: Layout, steer: Steering) -> Tab:
     for k, (name, label, value) in enumerate(controls):
         ws.write(r + k, 2, label, S.KEY)
         tab.define(name, ws.write(r + k, 3, value, S.INPUT))
-    ws.write(r + len(controls), 2, "Vector source", S.KEY)
-    ws.write(r + len(controls), 3, steer.source, S.TEXT)
-    tab.row = r + len(controls) + 2
-    vec = steer.vector if steer.vector is not None else np.zeros(lay.C)
+    r += len(controls)
+    vec = np.asarray(steer.vector if steer.vector is not None else np.zeros(lay.C), dtype=np.float64).reshape(-1)
+    info = [
+        ("Vector source", steer.source),
+        ("Coefficient chosen", steer.coef_reason or ("no vector given: all zeros" if steer.vector is None else "")),
+    ]
+    for k, (label, text) in enumerate(info):
+        ws.write(r + k, 2, label, S.KEY)
+        ws.write(r + k, 3, text, S.TEXT)
+    r += len(info)
+    ws.write(r, 2, "|vector| (length)", S.KEY)
+    ws.write(r + 1, 2, "|coefficient x vector| (added per position)", S.KEY)
+    r_norm = r
+    r += 3
+    for k, line in enumerate(HOW):
+        ws.write(r + k, 2, line, S.NOTE)
+    tab.row = r + len(HOW) + 1
+
     sec = tab.section("steer_vector: the direction added (one value per dimension)", "", rows=1, cols=lay.C,
                       positions=False)
     ws.write(sec.r1, 2, "vector", S.LABEL)
-    vector = tab.define("steer_vector", ws.block(sec.r1, sec.c1, (1, lay.C), np.asarray(vec, dtype=np.float64).reshape(1, -1), S.NUM))
+    vector = tab.define("steer_vector", ws.block(sec.r1, sec.c1, (1, lay.C), vec.reshape(1, -1), S.NUM))
+    ws.formula(r_norm, 3, "=SQRT(SUMSQ(steer_vector))", S.NUM)
+    ws.formula(r_norm + 1, 3, "=IF(steer_on,ABS(steer_coef),0)*SQRT(SUMSQ(steer_vector))", S.NUM)
     labels = book["tokens_text"]
     sec = tab.section("steer_mask: 1 where the vector is added", "=IF(OR(steer_positions=0, position<steer_positions), 1, 0)",
                       rows=lay.N, cols=1, col_labels=["mask"], row_labels=labels)
@@ -42,5 +71,6 @@ def steer_tab(book, lay: Layout, steer: Steering) -> Tab:
     sec = tab.section("steer_add: what block steer_layer adds to its input", formula, rows=lay.N, cols=lay.C,
                       row_labels=labels)
     tab.define("steer_add", ws.array(sec, formula, S.NUM))
-
+    ws.width(2, 44)
+    ws.width(3, 12)
     return tab
