@@ -14,6 +14,7 @@ from .lens import logit_lens
 from .options import BuildOptions, Steering
 from .params import parameter_tabs
 from .sampling import sampling
+from .start import start_tab
 from .steer import steer_tab
 from .tokens import prompt_tab, status_cell, tokens_from_python
 
@@ -57,8 +58,10 @@ def build_book(model: Model, opts: BuildOptions) -> Book:
     steer_tab(book, lay, opts.steer)
     parameter_tabs(book, lay, model, texts)
     vocab_tab(book, lay, tok, texts)
-    book.reorder(lay.stage_sheets() + lay.param_sheets() + lay.data_sheets())
-    book.active = [s.name for s in book.sheets].index("prompt")
+    order = lay.stage_sheets() + lay.param_sheets() + lay.data_sheets()
+    start_tab(book, lay, model.name, [s for s in order if any(sh.name == s for sh in book.sheets)])
+    book.reorder(order)
+    book.active = 0  # the start tab
     return book
 
 

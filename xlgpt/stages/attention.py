@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..layout import ATTENTION, Layout, S, Tab
 from ..xlsx.book import ColorScale, Range, Style
 
-MAP_NUM = Style(num_fmt="0.00", size=9)
+MAP_NUM = Style(num_fmt="0.00;-0.00;", size=9)  # exact zeros (the causal mask) show as blank
 KEY_LABEL = Style(color="1F3864", size=9, bold=True)
 QUERY_LABEL = Style(color="1F3864", size=9, bold=True, halign="right")
 GAP = 1  # empty columns between maps

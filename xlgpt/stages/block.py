@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..layout import Layout, S, Tab, block_sheet
 from ..xlsx.book import ColorScale, Range
-from .common import layer_norm
+from .common import diverging, layer_norm
 
 
 def transformer_block(book, lay: Layout, i: int, x: Range) -> Range:
@@ -19,7 +19,7 @@ def transformer_block(book, lay: Layout, i: int, x: Range) -> Range:
     formula = f"={x.ref}+IF(steer_layer={i},steer_add,0)"
     sec = tab.section("resid_pre: the residual stream entering the block", formula + "   (steering adds 0 unless switched on)",
                       rows=N, cols=C, row_labels=labels)
-    resid_pre = tab.define(f"{b}_resid_pre", ws.array(sec, formula, S.NUM))
+    resid_pre = tab.define(f"{b}_resid_pre", diverging(tab, ws.array(sec, formula, S.NUM)))
 
     ln_1 = layer_norm(tab, resid_pre, f"{p}_ln_1_w", f"{p}_ln_1_b", f"{b}_ln_1", "ln_1: layer norm before attention",
                       labels, lay.cfg.layer_norm_epsilon)
@@ -28,7 +28,7 @@ def transformer_block(book, lay: Layout, i: int, x: Range) -> Range:
     qkv_labels = [f"{m}{j}" for m in "qkv" for j in range(C)]
     sec = tab.section("qkv: queries, keys and values for every head", formula, rows=N, cols=3 * C,
                       col_labels=qkv_labels, row_labels=labels)
-    qkv = tab.define(f"{b}_qkv", ws.array(sec, formula, S.NUM))
+    qkv = tab.define(f"{b}_qkv", diverging(tab, ws.array(sec, formula, S.NUM)))
     for m, name in enumerate("qkv"):
         tab.define(f"{b}_{name}", qkv.cols(m * C, C))
         for h in range(H):
@@ -37,24 +37,18 @@ def transformer_block(book, lay: Layout, i: int, x: Range) -> Range:
     keys = book["tokens_text"]
     z_parts = []
     for h in range(H):
-        # scores | row max, row sum | attention weights, side by side
-        explain = (f"scores = MMULT(q_h{h}, TRANSPOSE(k_h{h})) / SQRT({D});  weights = softmax over keys j <= i "
-                   "(the causal mask: a token sees only itself and earlier tokens)")
-        sec = tab.section(f"head {h}: attention scores -> weights", explain, rows=N, cols=2 * N + 4, col_labels=[])
+        # scores [N, N] with each row's max and sum (the softmax's pieces) to their right, then the weights below
+        f_scores = f"=MMULT({b}_q_h{h},TRANSPOSE({b}_k_h{h}))/SQRT({D})"
+        sec = tab.section(f"head {h}: attention scores, query row . key column / SQRT({D})", f_scores,
+                          rows=N, cols=N + 3, col_labels=[], row_labels=labels)
         hdr = sec.r1 - 1
+        for j in range(N):
+            ws.formula(hdr, sec.c1 + j, f"={keys.cell(j).abs}", S.INDEX)
         scores = sec.cols(0, N)
         mx, sm = sec.cols(N + 1), sec.cols(N + 2)
-        weights = sec.cols(N + 4, N)
-        for j in range(N):
-            key = keys.cell(j).abs
-            ws.formula(hdr, scores.c1 + j, f"={key}", S.INDEX)
-            ws.formula(hdr, weights.c1 + j, f"={key}", S.INDEX)
+        ws.write(hdr - 1, mx.c1, "softmax pieces: the row's max and SUM(EXP(score - max)) over keys j <= i", S.FORMULA)
         ws.write(hdr, mx.c1, "max", S.INDEX)
         ws.write(hdr, sm.c1, "sum", S.INDEX)
-        ws.write(hdr - 1, weights.c1, "attention weights (rows sum to 1)", S.SECTION)
-        for r in range(N):
-            ws.formula(sec.r1 + r, 2, f"={labels.cell(r).abs}", S.LABEL)
-        f_scores = f"=MMULT({b}_q_h{h},TRANSPOSE({b}_k_h{h}))/SQRT({D})"
         scores = tab.define(f"{b}_scores_h{h}", ws.array(scores, f_scores, S.NUM))
         for r in range(N):
             row = scores.rows(r).local()
@@ -64,46 +58,50 @@ def transformer_block(book, lay: Layout, i: int, x: Range) -> Range:
         mx = tab.define(f"{b}_attn_max_h{h}", mx)
         sm = tab.define(f"{b}_attn_sum_h{h}", sm)
         f_w = f"=IF(TRANSPOSE(positions)<=positions,EXP({scores.ref}-{mx.ref}),0)/{sm.ref}"
-        weights = tab.define(f"{b}_attn_h{h}", ws.array(weights, f_w, S.NUM))
+        sec = tab.section(f"head {h}: attention weights, the softmax of each row over keys j <= i (a token sees only "
+                          "itself and earlier ones: the causal mask); each row sums to 1", f_w,
+                          rows=N, cols=N, col_labels=keys, row_labels=labels)
+        weights = tab.define(f"{b}_attn_h{h}", ws.array(sec, f_w, S.NUM))
         ws.color_scales.append(_attention_scale(weights))
         z_parts.append(weights)
 
-    sec = tab.section("z: each head's weighted sum of values, heads side by side", "z_h = MMULT(attn_h, v_h)",
+    sec = tab.section("z: each head's weighted sum of values, heads side by side",
+                      f"=MMULT({b}_attn_h0,{b}_v_h0) in columns h0.*, and the same for every head",
                       rows=N, cols=C, col_labels=[f"h{j // D}.{j % D}" for j in range(C)], row_labels=labels)
     for h in range(H):
         ws.array(sec.cols(h * D, D), f"=MMULT({b}_attn_h{h},{b}_v_h{h})", S.NUM)
         tab.define(f"{b}_z_h{h}", sec.cols(h * D, D))
-    z = tab.define(f"{b}_z", sec)
+    z = tab.define(f"{b}_z", diverging(tab, sec))
 
     formula = f"=MMULT({z.ref},{p}_attn_c_proj_w)+{p}_attn_c_proj_b"
-    attn_out = tab.define(f"{b}_attn_out", ws.array(
-        tab.section("attn_out: heads mixed by c_proj", formula, rows=N, cols=C, row_labels=labels), formula, S.NUM))
+    attn_out = tab.define(f"{b}_attn_out", diverging(tab, ws.array(
+        tab.section("attn_out: heads mixed by c_proj", formula, rows=N, cols=C, row_labels=labels), formula, S.NUM)))
 
     formula = f"={resid_pre.ref}+{attn_out.ref}"
-    resid_mid = tab.define(f"{b}_resid_mid", ws.array(
+    resid_mid = tab.define(f"{b}_resid_mid", diverging(tab, ws.array(
         tab.section("resid_mid: residual stream after attention", formula, rows=N, cols=C, row_labels=labels),
-        formula, S.NUM))
+        formula, S.NUM)))
 
     ln_2 = layer_norm(tab, resid_mid, f"{p}_ln_2_w", f"{p}_ln_2_b", f"{b}_ln_2", "ln_2: layer norm before the MLP",
                       labels, lay.cfg.layer_norm_epsilon)
 
     formula = f"=MMULT({ln_2.ref},{p}_mlp_c_fc_w)+{p}_mlp_c_fc_b"
-    fc = tab.define(f"{b}_mlp_fc", ws.array(
-        tab.section("mlp_fc: expand to 4 x n_embd", formula, rows=N, cols=4 * C, row_labels=labels), formula, S.NUM))
+    fc = tab.define(f"{b}_mlp_fc", diverging(tab, ws.array(
+        tab.section("mlp_fc: expand to 4 x n_embd", formula, rows=N, cols=4 * C, row_labels=labels), formula, S.NUM)))
 
     x3 = fc.ref
     formula = f"=0.5*{x3}*(1+TANH(SQRT(2/PI())*({x3}+0.044715*{x3}^3)))"
-    gelu = tab.define(f"{b}_mlp_gelu", ws.array(
-        tab.section("mlp_gelu: GELU (tanh form)", formula, rows=N, cols=4 * C, row_labels=labels), formula, S.NUM))
+    gelu = tab.define(f"{b}_mlp_gelu", diverging(tab, ws.array(
+        tab.section("mlp_gelu: GELU (tanh form)", formula, rows=N, cols=4 * C, row_labels=labels), formula, S.NUM)))
 
     formula = f"=MMULT({gelu.ref},{p}_mlp_c_proj_w)+{p}_mlp_c_proj_b"
-    mlp_out = tab.define(f"{b}_mlp_out", ws.array(
-        tab.section("mlp_out: project back to n_embd", formula, rows=N, cols=C, row_labels=labels), formula, S.NUM))
+    mlp_out = tab.define(f"{b}_mlp_out", diverging(tab, ws.array(
+        tab.section("mlp_out: project back to n_embd", formula, rows=N, cols=C, row_labels=labels), formula, S.NUM)))
 
     formula = f"={resid_mid.ref}+{mlp_out.ref}"
-    resid_post = tab.define(f"{b}_resid_post", ws.array(
+    resid_post = tab.define(f"{b}_resid_post", diverging(tab, ws.array(
         tab.section("resid_post: residual stream leaving the block", formula, rows=N, cols=C, row_labels=labels),
-        formula, S.NUM))
+        formula, S.NUM)))
     ws.width(3, 9, 3 + 4 * C)
     return resid_post
 

@@ -2,7 +2,18 @@
 from __future__ import annotations
 
 from ..layout import S, Tab
-from ..xlsx.book import Range, col_letter
+from ..xlsx.book import ColorScale, Range, col_letter
+
+# Activations: blue below 0, white at 0, red above. The ends are the 1st and 99th percentiles, so a few huge
+# values (GPT-2's residual stream has some) do not wash out the rest.
+DIVERGING = ("5A8AC6", "FFFFFF", "F8696B")
+DIVERGING_POINTS = ("percentile:1", "num:0", "percentile:99")
+
+
+def diverging(tab: Tab, rng: Range) -> Range:
+    """Shade an activation range with the diverging colour scale (one conditional format, no per-cell styles)."""
+    tab.ws.color_scales.append(ColorScale(rng, colors=DIVERGING, points=DIVERGING_POINTS))
+    return rng
 
 
 def number(x: float) -> str:
@@ -33,4 +44,5 @@ def layer_norm(tab: Tab, x: Range, w: str, b: str, out: str, title: str, labels:
     formula = f"=({x.ref}-{mean_col.ref})/SQRT({var_col.ref}+{number(eps)})*{w}+{b}"
     data = tab.section(title, formula, rows=n, cols=c, row_labels=labels)
     tab.ws.array(data, formula, S.NUM)
+    diverging(tab, data)
     return tab.define(out, data)

@@ -1,7 +1,7 @@
 """Data tabs: the vocabulary (and, for the live tokenizer, its tables)."""
 from __future__ import annotations
 
-from ..layout import VOCAB, Layout, S
+from ..layout import TAB_COLORS, VOCAB, Layout, S
 from ..tokenizer import Tokenizer
 from ..xlsx.book import Book, Range
 
@@ -19,7 +19,7 @@ def vocab_texts(tok: Tokenizer) -> list[str]:
 
 def vocab_tab(book: Book, lay: Layout, tok: Tokenizer, texts: list[str]) -> None:
     ws = book.sheet(VOCAB)
-    ws.tab_color = "A6A6A6"
+    ws.tab_color = TAB_COLORS["data"]
     ws.write(1, 1, "⌂ start", S.LINK)
     ws.link(1, 1, "start", "A1", "back to the start tab")
     ws.write(1, 2, "vocab: GPT-2's vocabulary", S.TITLE)

@@ -6,6 +6,7 @@ wte is also slow in the `formulas` engine)."""
 from __future__ import annotations
 
 from ..layout import EMBEDDINGS, Layout, S, Tab
+from .common import diverging
 
 
 def embeddings(book, lay: Layout) -> Tab:
@@ -14,12 +15,12 @@ def embeddings(book, lay: Layout) -> Tab:
     formula = "=MMULT(IF(tokens_ids=TRANSPOSE(vocab_ids),1,0),wte)"
     tok = tab.section("token embedding: row id of wte (a one-hot row times wte)", formula, rows=lay.N, cols=lay.C,
                       row_labels=labels)
-    tab.define("embeddings_wte", ws.array(tok, formula, S.NUM))
+    tab.define("embeddings_wte", diverging(tab, ws.array(tok, formula, S.NUM)))
     formula = "=MMULT(IF(positions=TRANSPOSE(wpe_positions),1,0),wpe)"
     pos = tab.section("position embedding: row position of wpe", formula, rows=lay.N, cols=lay.C, row_labels=labels)
-    tab.define("embeddings_wpe", ws.array(pos, formula, S.NUM))
+    tab.define("embeddings_wpe", diverging(tab, ws.array(pos, formula, S.NUM)))
     formula = "=embeddings_wte+embeddings_wpe"
     out = tab.section("x = token embedding + position embedding (enters block 0)", formula,
                       rows=lay.N, cols=lay.C, row_labels=labels)
-    tab.define("embeddings_out", ws.array(out, formula, S.NUM))
+    tab.define("embeddings_out", diverging(tab, ws.array(out, formula, S.NUM)))
     return tab

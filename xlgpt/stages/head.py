@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from ..layout import LM_HEAD, LN_F, PREDICTION, Layout, S, Tab
-from ..xlsx.book import BarChart, Range, col_letter
-from .common import layer_norm
+from ..xlsx.book import BarChart, ColorScale, Range, col_letter
+from .common import diverging, layer_norm
 
 
 def final_norm(book, lay: Layout, x: Range) -> Range:
-    tab = Tab(book, LN_F, N=lay.N, C=lay.C)
+    tab = Tab(book, LN_F, N=lay.N, C=lay.C, last=lay.L - 1)
     return layer_norm(tab, x, "ln_f_w", "ln_f_b", "ln_f", "ln_f: normalised residual stream", book["tokens_text"],
                       lay.cfg.layer_norm_epsilon)
 
@@ -18,7 +18,8 @@ def lm_head(book, lay: Layout, vocab_texts: list[str]) -> Tab:
     formula = "=MMULT(TRANSPOSE(IF(positions=n_tokens-1,1,0)),ln_f)"
     sec = tab.section("lm_head_x: the last real token's row of ln_f", formula, rows=1, cols=lay.C, positions=False)
     ws.write(sec.r1, 2, "last token", S.LABEL)
-    tab.define("lm_head_x", ws.array(sec, formula, S.NUM))
+    tab.define("lm_head_x", diverging(tab, ws.array(sec, formula, S.NUM)))
+    ws.style_range(sec, S.NUM)  # one row: its cells would otherwise take the probability column's format
     logits_f = "=MMULT(wte,TRANSPOSE(lm_head_x))"
     probs_f = "=EXP(lm_head_logits-MAX(lm_head_logits))/SUM(EXP(lm_head_logits-MAX(lm_head_logits)))"
     sec = tab.section("logits and probabilities, one row per vocabulary entry",
@@ -26,6 +27,7 @@ def lm_head(book, lay: Layout, vocab_texts: list[str]) -> Tab:
                       col_labels=["logit", "probability"], row_texts=vocab_texts)
     tab.define("lm_head_logits", ws.array(sec.cols(0), logits_f, S.NUM))
     tab.define("prediction_probs", ws.array(sec.cols(1), probs_f, S.PROB))
+    ws.color_scales.append(ColorScale(sec.cols(1), colors=("FFFFFF", "63BE7B"), points=("num:0", "num:1")))
     ws.column_style(sec.c1 + 1, S.PROB)
     ws.width(3, 12, 4)
     return tab
@@ -33,7 +35,7 @@ def lm_head(book, lay: Layout, vocab_texts: list[str]) -> Tab:
 
 def prediction(book, lay: Layout, token_text_formula) -> Tab:
     """token_text_formula(id_ref) -> formula text showing that token as text."""
-    tab = Tab(book, PREDICTION, V=lay.V)
+    tab = Tab(book, PREDICTION, V=lay.V, K=lay.top_k)
     ws, r = tab.ws, tab.row
     ws.write(r, 2, "Next token id", S.KEY)
     nid = tab.define("next_token_id", ws.formula(r, 3, "=MATCH(MAX(lm_head_logits),lm_head_logits,0)-1", S.INT))

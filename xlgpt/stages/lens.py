@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..layout import LENS, Layout, S, Tab
 from ..xlsx.book import ColorScale, Range, col_letter
-from .common import here, layer_norm
+from .common import diverging, here, layer_norm
 
 LN_CONVENTION = ("LayerNorm convention: every layer's vector is normalised with its OWN mean and variance, then "
                  "scaled by ln_f_w and shifted by ln_f_b (nostalgebraist's logit lens; TransformerLens "
@@ -91,7 +91,7 @@ def logit_lens(book, lay: Layout, token_text_formula, vocab_texts: list[str]) ->
                       positions=False, row_texts=labels)
     for i, src in enumerate(lens_sources(L)):
         ws.array(sec.rows(i), f"=MMULT(TRANSPOSE(IF(positions=n_tokens-1,1,0)),{src})", S.NUM)
-    lens_x = tab.define("lens_x", sec)
+    lens_x = tab.define("lens_x", diverging(tab, sec))
     row_labels = Range(LENS, sec.r1, 2, sec.r2, 2)
     layer_norm(tab, lens_x, "ln_f_w", "ln_f_b", "lens_ln", "lens_ln: ln_f applied to each row with its own statistics",
                row_labels, lay.cfg.layer_norm_epsilon)

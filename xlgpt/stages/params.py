@@ -2,14 +2,19 @@
 
 Tensors of a block are stacked down one tab (h0, h1, ...), each under a title row with its Hugging Face
 name and shape. Values are written lazily, tensor by tensor, so memory stays bounded at full size.
+
+Each row of weights is a single run of numbers: the row index in column B right next to the values, nothing
+else in the row (wte's token texts are on the vocab tab: its row index is the token id). IronCalc stores such
+rows in ~8 bytes per cell; a gap or a text cell in the row costs ~54 bytes for every cell of it (6.7 GB
+instead of ~1 GB at GPT-2 small's size).
 """
 from __future__ import annotations
 
-from ..layout import LN_F_PARAMS, WPE, WTE, Layout, S, params_sheet
+from ..layout import LN_F_PARAMS, TAB_COLORS, WPE, WTE, Layout, S, params_sheet
 from ..model import Model, hf_key, param_shapes
 from ..xlsx.book import Book, Range
 
-TAB_COLOR = "A6A6A6"
+TAB_COLOR = TAB_COLORS["params"]
 
 
 def _header(ws, title: str, summary: str) -> int:
@@ -24,21 +29,18 @@ def _header(ws, title: str, summary: str) -> int:
     return 4
 
 
-def tensor(book: Book, ws, row: int, name: str, shape: tuple[int, ...], data, row_labels=None) -> int:
+def tensor(book: Book, ws, row: int, name: str, shape: tuple[int, ...], data, first_col: str = "row") -> int:
     """Lay out one tensor from `row`; returns the next free row."""
     rows, cols = (1, shape[0]) if len(shape) == 1 else shape
     ws.write(row, 2, f"{name}   ({hf_key(name)}, shape {' x '.join(map(str, shape))})", S.SECTION)
-    ws.write(row + 1, 2, "row \\ column", S.INDEX)
-    for j in range(cols):
-        ws.write(row + 1, 3 + j, j, S.INDEX)
-    for i in range(rows):
-        ws.write(row + 2 + i, 1, i, S.POS)
-        if row_labels is not None:
-            ws.write(row + 2 + i, 2, row_labels[i], S.LABEL)
-    rng = ws.block(row + 2, 3, (rows, cols), data)
+    ws.write(row + 1, 2, f"{first_col} \\ column", S.INDEX)
+    rng = ws.block(row + 2, 3, (rows, cols), data)  # checks the extent of everything below
+    # ~200K index cells at full size: straight into the cell map (write() builds a Range for each)
+    ws.cells.update({(row + 1, 3 + j): (j, S.INDEX) for j in range(cols)})
+    ws.cells.update({(row + 2 + i, 2): (i, S.POS) for i in range(rows)})
     book.define(name, rng)
     if name in ("wte", "wpe"):  # the row numbers double as ids / positions for the one-hot lookups
-        book.define(f"{name}_positions" if name == "wpe" else "vocab_ids", Range(ws.name, row + 2, 1, row + 1 + rows, 1))
+        book.define(f"{name}_positions" if name == "wpe" else "vocab_ids", Range(ws.name, row + 2, 2, row + 1 + rows, 2))
     return row + 2 + rows + 1
 
 
@@ -47,8 +49,10 @@ def parameter_tabs(book: Book, lay: Layout, model: Model, vocab_texts: list[str]
     load = lambda name: (lambda: model.params[name])  # noqa: E731 - deferred until the writer reaches it
 
     ws = book.sheet(WTE)
-    r = _header(ws, "wte: token embeddings (also the LM head)", "One row per vocabulary entry: the vector that token starts as.")
-    tensor(book, ws, r, "wte", shapes["wte"], load("wte"), vocab_texts)
+    r = _header(ws, "wte: token embeddings (also the LM head)",
+                "One row per vocabulary entry (its id in column B; the token itself on the vocab tab): the vector "
+                "that token starts as.")
+    tensor(book, ws, r, "wte", shapes["wte"], load("wte"), first_col="token id")
     ws = book.sheet(WPE)
     r = _header(ws, "wpe: position embeddings", "One row per position in the context.")
     tensor(book, ws, r, "wpe", shapes["wpe"], load("wpe"))

@@ -51,7 +51,7 @@ def sampling(book, lay: Layout, tab: Tab, opts: BuildOptions, token_text_formula
     """Add the sampling cells below whatever the prediction tab holds so far; returns sampled_token_id."""
     check_options(opts)
     ws, V = tab.ws, lay.V
-    ws.width(2, 30)
+    ws.width(2, 46)
     r = max([tab.row] + [ch.anchor[0] + ch.size[1] + 1 for ch in ws.charts])  # below the chart
     ws.write(r, 2, "Sampling", S.SECTION)
     ws.write(r, 3, ORDER, S.NOTE)

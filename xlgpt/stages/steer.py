@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layout import STEER, Layout, S, Tab
+from .common import diverging
 from .options import Steering
 
 HOW = [
@@ -58,7 +59,7 @@ def steer_tab(book, lay: Layout, steer: Steering) -> Tab:
     sec = tab.section("steer_vector: the direction added (one value per dimension)", "", rows=1, cols=lay.C,
                       positions=False)
     ws.write(sec.r1, 2, "vector", S.LABEL)
-    vector = tab.define("steer_vector", ws.block(sec.r1, sec.c1, (1, lay.C), vec.reshape(1, -1), S.NUM))
+    vector = tab.define("steer_vector", diverging(tab, ws.block(sec.r1, sec.c1, (1, lay.C), vec.reshape(1, -1), S.NUM)))
     ws.formula(r_norm, 3, "=SQRT(SUMSQ(steer_vector))", S.NUM)
     ws.formula(r_norm + 1, 3, "=IF(steer_on,ABS(steer_coef),0)*SQRT(SUMSQ(steer_vector))", S.NUM)
     labels = book["tokens_text"]
@@ -70,7 +71,7 @@ def steer_tab(book, lay: Layout, steer: Steering) -> Tab:
     formula = f"=IF(steer_on,steer_coef,0)*{vector.ref}*{mask.ref}"
     sec = tab.section("steer_add: what block steer_layer adds to its input", formula, rows=lay.N, cols=lay.C,
                       row_labels=labels)
-    tab.define("steer_add", ws.array(sec, formula, S.NUM))
+    tab.define("steer_add", diverging(tab, ws.array(sec, formula, S.NUM)))
     ws.width(2, 44)
     ws.width(3, 12)
     return tab
