@@ -54,7 +54,10 @@ def prediction(book, lay: Layout, token_text_formula) -> Tab:
         occurrence = f"COUNTIF({first}:{lg},{lg})" if i else "1"
         ws.array(Range(PREDICTION, rr, sec.c1 + 1, rr, sec.c1 + 1),
                  f"=SMALL(IF(lm_head_logits={lg},vocab_ids),{occurrence})", S.INT)
-        ws.formula(rr, sec.c1 + 2, f"=INDEX(prediction_probs,{idc}+1)", S.PROB)
+        # softmax of this logit, as prediction_probs computes it (reading one cell of an array formula by
+        # INDEX can see a stale value in IronCalc, which does not track that dependency)
+        ws.array(Range(PREDICTION, rr, sec.c1 + 2, rr, sec.c1 + 2),
+                 f"=EXP({lg}-MAX(lm_head_logits))/SUM(EXP(lm_head_logits-MAX(lm_head_logits)))", S.PROB)
         ws.formula(rr, sec.c1 + 3, f"={token_text_formula(idc)}", S.TEXT)
     block = getattr(token_text_formula, "block", None)
     if block is not None:  # the live tokenizer decodes these ids in formulas, in columns right of the chart
