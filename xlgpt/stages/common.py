@@ -46,3 +46,12 @@ def layer_norm(tab: Tab, x: Range, w: str, b: str, out: str, title: str, labels:
     tab.ws.array(data, formula, S.NUM)
     diverging(tab, data)
     return tab.define(out, data)
+
+
+def top_id(values: str, value: str, occurrence: str) -> str:
+    """The id of the `occurrence`-th entry of `values` (a column over the vocabulary) equal to `value`.
+
+    MATCH is a fast native scan; only when the value is tied does the sheet fall back to SMALL(IF(...)),
+    which walks the whole column in array arithmetic (slow in IronCalc at 50k rows; IF is lazy there)."""
+    return (f"=IF(COUNTIF({values},{value})=1,MATCH({value},{values},0)-1,"
+            f"SMALL(IF({values}={value},vocab_ids),{occurrence}))")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..layout import LM_HEAD, LN_F, PREDICTION, Layout, S, Tab
 from ..xlsx.book import BarChart, ColorScale, Range, col_letter
-from .common import diverging, layer_norm
+from .common import diverging, layer_norm, top_id
 
 
 def final_norm(book, lay: Layout, x: Range) -> Range:
@@ -21,7 +21,12 @@ def lm_head(book, lay: Layout, vocab_texts: list[str]) -> Tab:
     tab.define("lm_head_x", diverging(tab, ws.array(sec, formula, S.NUM)))
     ws.style_range(sec, S.NUM)  # one row: its cells would otherwise take the probability column's format
     logits_f = "=MMULT(wte,TRANSPOSE(lm_head_x))"
-    probs_f = "=EXP(lm_head_logits-MAX(lm_head_logits))/SUM(EXP(lm_head_logits-MAX(lm_head_logits)))"
+    probs_f = "=EXP(lm_head_logits-lm_head_max)/lm_head_sum"
+    stats = tab.section("softmax statistics", "max = MAX(logits);  sum = SUM(EXP(logits - max))", rows=1, cols=2,
+                        col_labels=["max", "sum of exp"], positions=False)
+    ws.formula(stats.r1, stats.c1, "=MAX(lm_head_logits)", S.NUM)
+    tab.define("lm_head_max", stats.cell(0, 0))
+    tab.define("lm_head_sum", ws.array(stats.cell(0, 1), "=SUM(EXP(lm_head_logits-lm_head_max))", S.NUM))
     sec = tab.section("logits and probabilities, one row per vocabulary entry",
                       f"logit {logits_f}    probability {probs_f}", rows=lay.V, cols=2,
                       col_labels=["logit", "probability"], row_texts=vocab_texts)
@@ -52,12 +57,10 @@ def prediction(book, lay: Layout, token_text_formula) -> Tab:
         ws.formula(rr, sec.c1, f"=LARGE(lm_head_logits,{i + 1})", S.NUM)
         first = f"{col_letter(sec.c1)}{sec.r1}"
         occurrence = f"COUNTIF({first}:{lg},{lg})" if i else "1"
-        ws.array(Range(PREDICTION, rr, sec.c1 + 1, rr, sec.c1 + 1),
-                 f"=SMALL(IF(lm_head_logits={lg},vocab_ids),{occurrence})", S.INT)
+        ws.array(Range(PREDICTION, rr, sec.c1 + 1, rr, sec.c1 + 1), top_id("lm_head_logits", lg, occurrence), S.INT)
         # softmax of this logit, as prediction_probs computes it (reading one cell of an array formula by
         # INDEX can see a stale value in IronCalc, which does not track that dependency)
-        ws.array(Range(PREDICTION, rr, sec.c1 + 2, rr, sec.c1 + 2),
-                 f"=EXP({lg}-MAX(lm_head_logits))/SUM(EXP(lm_head_logits-MAX(lm_head_logits)))", S.PROB)
+        ws.formula(rr, sec.c1 + 2, f"=EXP({lg}-lm_head_max)/lm_head_sum", S.PROB)
         ws.formula(rr, sec.c1 + 3, f"={token_text_formula(idc)}", S.TEXT)
     block = getattr(token_text_formula, "block", None)
     if block is not None:  # the live tokenizer decodes these ids in formulas, in columns right of the chart

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..layout import LENS, Layout, S, Tab
 from ..xlsx.book import ColorScale, Range, col_letter
-from .common import diverging, here, layer_norm
+from .common import diverging, here, layer_norm, top_id
 
 LN_CONVENTION = ("LayerNorm convention: every layer's vector is normalised with its OWN mean and variance, then "
                  "scaled by ln_f_w and shifted by ln_f_b (nostalgebraist's logit lens; TransformerLens "
@@ -130,7 +130,7 @@ def logit_lens(book, lay: Layout, token_text_formula, vocab_texts: list[str]) ->
             lg_ref = lg.local(False)
             ws.formula(lg.r1, lg.c1, f"=LARGE({col},{i + 1})", S.NUM)
             occurrence = f"COUNTIF({first}:{lg_ref},{lg_ref})" if i else "1"
-            ws.array(idc, f"=SMALL(IF({col}={lg_ref},vocab_ids),{occurrence})", S.INT)
+            ws.array(idc, top_id(col, lg_ref, occurrence), S.INT)
             p = prob_sec.cell(i, j)
             ws.formula(p.r1, p.c1, f"=EXP({lg_ref}-{mx})/{sm}", S.PROB)
             t = text_sec.cell(i, j)

@@ -6,10 +6,10 @@
   ORDER (0, 1, 2, ...); the sampled token is the first id v whose cumulative weight w_0 + ... + w_v exceeds
   sample_u x total.
 
-The cheapest exact formulation: not a running-sum column over the vocabulary (V cells), but a binary search
-over ids. Each of its ceil(log2 V) steps is one cell holding the cumulative weight up to `mid` as one
-SUM(IF(vocab_ids<=mid, w, 0)) over the logits, so the whole sampler is ~4 x 16 + 10 cells at GPT-2's V = 50,257
-(about 16 passes over the logits); a running sum would be 50,257 formula cells.
+The cheapest exact formulation: the weights are one array formula next to the logits on the lm_head tab
+(`sample_w`, V cells), and instead of a running-sum column over the vocabulary the sampler does a binary search
+over ids: each of its ceil(log2 V) steps is one SUMIF(vocab_ids, "<=" & mid, sample_w), a native scan. So the
+sampler is V array cells plus ~4 x 16 + 10 formula cells at GPT-2's V = 50,257.
 """
 from __future__ import annotations
 
@@ -77,8 +77,17 @@ def sampling(book, lay: Layout, tab: Tab, opts: BuildOptions, token_text_formula
     r_out = r
     r += 4
 
+    # the weights, one per vocabulary entry, beside the logits on the lm_head tab
+    logits = book["lm_head_logits"]
+    lm = book.sheet(logits.sheet)
+    w_rng = Range(logits.sheet, logits.r1, logits.c2 + 2, logits.r2, logits.c2 + 2)
+    lm.write(w_rng.r1 - 1, w_rng.c1, "sampling weight", S.INDEX)
+    lm.array(w_rng, "=" + weights(), S.NUM)
+    lm.column_style(w_rng.c1, S.NUM)
+    lm.width(w_rng.c1, 14)
+    book.define("sample_w", w_rng)
+
     # helpers: effective temperature and k, the k-th logit and the tie cut-off, the total weight
-    W = weights()
     helpers = [
         ("sample_t", "temperature used (1 when the argmax is taken)", "=IF(temperature>0,temperature,1)", False, S.NUM),
         ("sample_k", "k used", f"=IF(OR(sample_top_k<1,sample_top_k>={V}),{V},INT(sample_top_k))", False, S.INT),
@@ -87,7 +96,7 @@ def sampling(book, lay: Layout, tab: Tab, opts: BuildOptions, token_text_formula
         ("sample_above", "tokens above it", "=SUM(IF(lm_head_logits>sample_kth,1,0))", True, S.INT),
         ("sample_cut_id", "last id kept among ties at the k-th logit",
          "=SMALL(IF(lm_head_logits=sample_kth,vocab_ids),sample_k-sample_above)", True, S.INT),
-        ("sample_total", "total weight", f"=SUM({W})", True, S.NUM),
+        ("sample_total", "total weight", "=SUM(sample_w)", False, S.NUM),
         ("sample_threshold", "u x total", "=sample_u*sample_total", False, S.NUM),
     ]
     for k, (name, label, formula, is_array, style) in enumerate(helpers):
@@ -118,16 +127,15 @@ def sampling(book, lay: Layout, tab: Tab, opts: BuildOptions, token_text_formula
             ws.formula(rr, 4, f"=IF(F{prev}>sample_threshold,E{prev},D{prev})", S.INT)
         if s < steps:
             ws.formula(rr, 5, f"=INT((C{rr}+D{rr})/2)", S.INT)
-            ws.array(Range(tab.name, rr, 6, rr, 6), f"=SUM(IF(vocab_ids<=E{rr},{W},0))", S.NUM)
+            ws.formula(rr, 6, f'=SUMIF(vocab_ids,"<="&E{rr},sample_w)', S.NUM)
     answer = f"D{first + steps}"
     ws.write(first + steps, 5, "<- hi is the sampled id", S.NOTE)
     tab.row = first + steps + 2
 
     sid = tab.define("sampled_token_id", ws.formula(r_out, 3, f"=IF(temperature>0,{answer},next_token_id)", S.INT))
     tab.define("sampled_token", ws.formula(r_out + 1, 3, f'=IF(status<>"",status,{token_text_formula(sid.ref)})', S.BIG))
-    tab.define("sampled_prob", ws.array(
-        Range(tab.name, r_out + 2, 3, r_out + 2, 3),
-        f"=IF(temperature>0,SUM(IF(vocab_ids=sampled_token_id,{W},0))/sample_total,1)", S.PROB))
+    tab.define("sampled_prob", ws.formula(
+        r_out + 2, 3, "=IF(temperature>0,SUMIF(vocab_ids,sampled_token_id,sample_w)/sample_total,1)", S.PROB))
     ws.write(r_out + 2, 4, "(1 at temperature 0: the argmax is certain)", S.NOTE)
     return sid
 
