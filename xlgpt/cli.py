@@ -93,12 +93,10 @@ def cmd_build(args) -> int:
     if args.prompt is not None:
         opts.prompt = args.prompt
     opts.steer = _steering(args, args.model)
-    progress = None
-    if not args.quiet and sys.stderr.isatty():
-        from .progress import BuildProgress
+    from .xlsx.writer import progress_bar
 
-        progress = BuildProgress()
-    build(args.model, opts, args.out, progress=progress)
+    with progress_bar(quiet=args.quiet) as bar:
+        build(args.model, opts, args.out, progress=bar)
     return 0
 
 

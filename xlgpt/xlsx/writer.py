@@ -1,34 +1,49 @@
-"""Serialise a `Book` to .xlsx (SpreadsheetML), streaming.
+"""Serialise a `Book` to .xlsx (SpreadsheetML), streaming, fast, reproducibly.
 
-Why hand-written: openpyxl's write-only mode formats ~0.25 M cells/s, so a 124M-cell GPT-2 takes
-8-11 minutes; XlsxWriter ~0.29 M/s. Weight blocks here are formatted a row at a time with one C-level
-`%` over a per-block row template and compressed on a second thread (zlib releases the GIL), which is
-an order of magnitude faster (see `python -m xlgpt.bench`). Output is byte-for-byte reproducible:
-fixed zip timestamps, fixed part order, no creation dates.
+Why hand-written: openpyxl's write-only mode formats ~0.25 M cells/s, so a 124M-cell GPT-2 takes 8-11
+minutes; XlsxWriter ~0.29 M/s. Here
+  * float32 weight blocks never become Python strings: numblock.py formats them with integer arithmetic
+    (9 significant digits, exact) and writes their compressed form directly, chunk by chunk, in worker
+    processes (threads for small books: see _executor);
+  * everything else is XML text compressed with zlib (`level`), also in the workers;
+  * the zip is written by hand: fixed timestamps and part order, so the same book gives the same bytes.
+Output: inline strings, an `r` attribute on every cell (IronCalc needs it), no cached values; written to
+a temporary file in the target folder and renamed over `path` only when complete.
+
+Progress: `write_book(..., progress=cb)` calls `cb(label, done, total)` after each chunk of weights:
+label is the tensor being written (its defined name, else the sheet name), done and total count weight
+cells (all blocks of the book). `progress_bar()` gives such a callback drawing a tqdm bar on a terminal.
 """
 from __future__ import annotations
 
+import bisect
+import multiprocessing
 import os
-import queue
 import re
+import struct
+import sys
 import tempfile
-import threading
-import zipfile
+import zlib
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
-from xml.sax.saxutils import escape as _esc
+from typing import Iterator
 
 import numpy as np
 
-from .book import Book, Formula, Sheet, Style, cell_ref, col_letter, quote_sheet
+from .book import MAX_COLS, Book, Formula, Sheet, Style, cell_ref, col_letter
+from .deflate import FINAL_EMPTY, crc32_combine, zlib_segment
+from .heap import heap_reuse
+from .numblock import coder, sci_texts
 
 NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 NS_PKG = "http://schemas.openxmlformats.org/package/2006/relationships"
 CT_BASE = "application/vnd.openxmlformats-officedocument"
 XML_HEAD = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-CHUNK = 1 << 22
+TEXT_BYTES = 1 << 22  # XML text gathered into one zlib segment
+CHUNK_CELLS = 1 << 20  # weight cells per worker job: one Huffman code, one deflate block
 
 # Functions newer than Excel 2007 must be stored with their prefix, or LibreOffice shows #NAME?.
 _XLFN = re.compile(r"(?<![\w.])(UNICODE|UNICHAR)\(")
@@ -40,10 +55,12 @@ class IllegalText(ValueError):
 
 
 def xml_text(s: str) -> str:
-    if _ILLEGAL_XML.search(s):
-        bad = _ILLEGAL_XML.search(s).group()
-        raise IllegalText(f"text contains U+{ord(bad):04X}, which an .xlsx file cannot store")
-    return _esc(s, {'"': "&quot;"})
+    bad = _ILLEGAL_XML.search(s)
+    if bad:
+        raise IllegalText(f"text contains U+{ord(bad.group()):04X}, which an .xlsx file cannot store")
+    if "&" in s or "<" in s or ">" in s or '"' in s:
+        s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return s
 
 
 def formula_xml(text: str) -> str:
@@ -63,10 +80,17 @@ class Styles:
 
     def __init__(self) -> None:
         self.xf: dict[Style | None, int] = {None: 0}
+        self._seen: dict[int, tuple[Style, int]] = {}  # by identity: hashing a Style costs more than the cell
 
     def id(self, style: Style | None) -> int:
+        if style is None:
+            return 0
+        hit = self._seen.get(id(style))
+        if hit is not None and hit[0] is style:
+            return hit[1]
         if style not in self.xf:
             self.xf[style] = len(self.xf)
+        self._seen[id(style)] = (style, self.xf[style])
         return self.xf[style]
 
     def xml(self) -> str:
@@ -133,8 +157,17 @@ class Styles:
 
 
 # ---- sheet data -------------------------------------------------------------------------------
+_COLS: list[str] = []
+
+
+def _col(col: int) -> str:
+    if not _COLS:
+        _COLS.extend(col_letter(c) for c in range(MAX_COLS + 1))
+    return _COLS[col]
+
+
 def _cell_xml(row: int, col: int, value, sid: int) -> str:
-    r = f"{col_letter(col)}{row}"
+    r = f"{_col(col)}{row}"
     s = f' s="{sid}"' if sid else ""
     if value is None:
         return f'<c r="{r}"{s}/>'
@@ -150,76 +183,138 @@ def _cell_xml(row: int, col: int, value, sid: int) -> str:
     raise TypeError(f"cannot store {type(value).__name__} in a cell")
 
 
-class _BlockRows:
-    """Formats a numeric block row by row. float32 data is written with 9 significant digits
-    (round-trips exactly to float32); float64 data with 17."""
-
-    def __init__(self, block, sid: int) -> None:
-        self.block = block
-        s = f' s="{sid}"' if sid else ""
-        self.array = None
-        self.template = None
-        self.sid_attr = s
-
-    def load(self) -> None:
-        a = self.block.array()
-        if not np.all(np.isfinite(a)):
-            raise ValueError("cannot store NaN or infinity in a cell")
-        digits = 9 if a.dtype in (np.float32, np.float16) else 17
-        fmt = f"%.{digits}g"
-        c0 = self.block.col
-        self.template = "".join(
-            f'<c r="{col_letter(c0 + j)}\0"{self.sid_attr}><v>{fmt}</v></c>' for j in range(a.shape[1])
-        )
-        self.array = a
-
-    def row_xml(self, i: int, row: int) -> str:
-        return self.template.replace("\0", str(row)) % tuple(self.array[i].tolist())
-
-    def free(self) -> None:
-        self.array = None
-        self.template = None
+def _fmt_values(a: np.ndarray) -> list[str]:
+    """Texts of one row of a block not coded by numblock: float32 as '%+.8e' (9 digits, like the fast
+    path), integral values as integers, other floats in their shortest exact form."""
+    if not np.all(np.isfinite(a)):
+        raise ValueError("cannot store NaN or infinity in a cell")
+    if a.dtype in (np.float32, np.float16):
+        return sci_texts(a.astype(np.float32))
+    if np.all(a == np.round(a)) and np.all(np.abs(a) < 2 ** 53):
+        return [str(v) for v in a.astype(np.int64).tolist()]
+    return [repr(v) for v in a.astype(np.float64).tolist()]
 
 
-def sheet_rows(sheet: Sheet, styles: Styles) -> Iterator[str]:
-    """Yield the <row> elements of a sheet in order, merging single cells, array masters and blocks."""
-    single: dict[int, list[tuple[int, str]]] = {}
+@dataclass
+class Weights:
+    """Rows of one float32 block, with the sheet's other cells in those rows as literal XML (`gaps[i]`
+    comes before block row i, gaps[-1] after the last): coded straight to deflate by numblock."""
+
+    label: str
+    arr: np.ndarray
+    rows: list[int]
+    gaps: list[bytes]
+    letters: list[bytes]
+    sattr: bytes
+
+    def jobs(self) -> Iterator[tuple[tuple, int]]:
+        """(arguments of encode_chunk, weight cells) per chunk: up to CHUNK_CELLS cells whose row numbers
+        have one width."""
+        R, C = self.arr.shape
+        step = max(1, CHUNK_CELLS // C)
+        i = 0
+        while i < R:
+            lr = len(str(self.rows[i]))
+            j = min(R, i + step, 10 ** lr - self.rows[0])
+            gaps = self.gaps[i:j] + [self.gaps[R] if j == R else b""]
+            yield (self.letters, self.sattr, lr, self.arr[i:j], self.rows[i:j], gaps), (j - i) * C
+            i = j
+
+
+def encode_chunk(letters: list[bytes], sattr: bytes, lr: int, arr: np.ndarray, rows: list[int],
+                 gaps: list[bytes]) -> tuple[bytes, int, int]:
+    """Worker job: rows of a weight block -> (raw deflate, crc32, uncompressed length)."""
+    return coder(letters, sattr, lr).encode(arr, rows, gaps)
+
+
+def compress_text(text: str, level: int) -> tuple[bytes, int, int]:
+    """Worker job: XML text -> (raw deflate, crc32, length)."""
+    data = text.encode("utf-8")
+    return zlib_segment(data, level), zlib.crc32(data), len(data)
+
+
+def sheet_rows(sheet: Sheet, styles: Styles, labels: dict | None = None) -> Iterator[str | Weights]:
+    """The <row> elements of a sheet in order, merging single cells, array masters and blocks: as XML
+    text, or as Weights for the rows of a lone float32 block (the fast path)."""
+    single: dict[int, dict[int, str]] = {}
     for (r, c), (value, style) in sheet.cells.items():
-        single.setdefault(r, []).append((c, _cell_xml(r, c, value, styles.id(style))))
+        single.setdefault(r, {})[c] = _cell_xml(r, c, value, styles.id(style))
     for af in sheet.arrays:
         r, c = af.rng.r1, af.rng.c1
         _, style = sheet.cells.get((r, c), (None, None))
         sid = styles.id(style)
         s = f' s="{sid}"' if sid else ""
-        xml = f'<c r="{cell_ref(r, c)}"{s}><f t="array" ref="{af.rng.a1}">{formula_xml(af.text)}</f></c>'
-        cells = single.setdefault(r, [])
-        cells[:] = [(cc, x) for cc, x in cells if cc != c]
-        cells.append((c, xml))
+        single.setdefault(r, {})[c] = f'<c r="{cell_ref(r, c)}"{s}><f t="array" ref="{af.rng.a1}">{formula_xml(af.text)}</f></c>'
     blocks = sorted(sheet.blocks, key=lambda b: (b.row, b.col))
-    starts: dict[int, list] = {}
-    for b in blocks:
-        starts.setdefault(b.row, []).append(_BlockRows(b, styles.id(b.style)))
-    active: list[_BlockRows] = []
-    keys = set(single) | set(starts)
-    row = min(keys) if keys else None
-    while row is not None:
-        for br in starts.pop(row, []):
-            br.load()
-            active.append(br)
-        segs = single.pop(row, [])
-        for br in active:
-            segs.append((br.block.col, br.row_xml(row - br.block.row, row)))
-        if segs:
-            segs.sort(key=lambda t: t[0])
-            yield f'<row r="{row}">{"".join(x for _, x in segs)}</row>'
-        for br in [b for b in active if b.block.row + b.block.shape[0] - 1 == row]:
-            br.free()
-            active.remove(br)
-        if active:
-            row += 1
+    sids = [styles.id(b.style) for b in blocks]
+    srows = sorted(single)
+
+    def row_text(r: int, extra=()) -> str:
+        cells = sorted([*single.get(r, {}).items(), *extra])
+        return f'<row r="{r}">{"".join(x for _, x in cells)}</row>'
+
+    i = j = 0
+    while j < len(blocks):
+        members = [j]
+        r1 = blocks[j].row
+        r2 = r1 + blocks[j].shape[0] - 1
+        j += 1
+        while j < len(blocks) and blocks[j].row <= r2:  # blocks sharing rows are written together
+            r2 = max(r2, blocks[j].row + blocks[j].shape[0] - 1)
+            members.append(j)
+            j += 1
+        while i < len(srows) and srows[i] < r1:
+            yield row_text(srows[i])
+            i += 1
+        i = bisect.bisect_right(srows, r2, lo=i)
+        arrays = [blocks[m].array() for m in members]
+        for a in arrays:
+            if a.size and a.dtype.kind == "f" and not np.isfinite(a.sum(dtype=np.float64)) and not np.all(np.isfinite(a)):
+                raise ValueError(f"{sheet.name}: cannot store NaN or infinity in a cell")
+        b0 = blocks[members[0]]
+        C = b0.shape[1]
+        if (len(members) == 1 and arrays[0].dtype in (np.float32, np.float16) and b0.shape[0] == r2 - r1 + 1
+                and not any(b0.col <= c < b0.col + C for r in range(r1, r2 + 1) for c in single.get(r, ()))):
+            yield _weights(sheet, b0, arrays[0].astype(np.float32, copy=False), sids[members[0]], single, labels)
         else:
-            later = [r for r in single if r > row] + [r for r in starts if r > row]
-            row = min(later) if later else None
+            fmt = []
+            for m, a in zip(members, arrays):
+                b = blocks[m]
+                s = f' s="{sids[m]}"' if sids[m] else ""
+                fmt.append((b, a, [f"<c r=\"{_col(b.col + k)}%d\"{s}><v>%s</v></c>" for k in range(b.shape[1])]))
+            for r in range(r1, r2 + 1):
+                extra = []
+                for b, a, tmpl in fmt:
+                    if b.row <= r < b.row + b.shape[0]:
+                        texts = _fmt_values(a[r - b.row])
+                        extra += [(b.col + k, t % (r, v)) for k, (t, v) in enumerate(zip(tmpl, texts))]
+                if extra or r in single:
+                    yield row_text(r, extra)
+        del arrays
+    while i < len(srows):
+        yield row_text(srows[i])
+        i += 1
+
+
+def _weights(sheet: Sheet, b, arr: np.ndarray, sid: int, single: dict, labels: dict | None) -> Weights:
+    R, C = b.shape
+    rows = list(range(b.row, b.row + R))
+    gaps, suffix = [], ""
+    for r in rows:
+        cells = single.get(r)
+        if cells:
+            items = sorted(cells.items())
+            pre = "".join(x for c, x in items if c < b.col)
+            post = "".join(x for c, x in items if c >= b.col + C)
+        else:
+            pre = post = ""
+        gaps.append((suffix + f'<row r="{r}">' + pre).encode("utf-8"))
+        suffix = post + "</row>"
+    gaps.append(suffix.encode("utf-8"))
+    key = (sheet.name, b.row, b.col, b.row + R - 1, b.col + C - 1)
+    label = (labels or {}).get(key, sheet.name)
+    letters = [_col(b.col + k).encode() for k in range(C)]
+    return Weights(label, arr, rows, gaps, letters, f' s="{sid}"'.encode() if sid else b"")
 
 
 def _extent(sheet: Sheet) -> str:
@@ -230,7 +325,8 @@ def _extent(sheet: Sheet) -> str:
     return f"A1:{cell_ref(max(rs), max(cs))}"
 
 
-def sheet_xml(sheet: Sheet, styles: Styles, drawing_rid: str | None, active: bool) -> Iterator[str]:
+def sheet_xml(sheet: Sheet, styles: Styles, drawing_rid: str | None, active: bool,
+              labels: dict | None = None) -> Iterator[str | Weights]:
     head = XML_HEAD + f'<worksheet xmlns="{NS}" xmlns:r="{NS_R}">'
     if sheet.tab_color:
         head += f'<sheetPr><tabColor rgb="FF{sheet.tab_color}"/></sheetPr>'
@@ -256,7 +352,7 @@ def sheet_xml(sheet: Sheet, styles: Styles, drawing_rid: str | None, active: boo
             for lo, hi, w, st in runs
         ) + "</cols>"
     yield head + "<sheetData>"
-    yield from sheet_rows(sheet, styles)
+    yield from sheet_rows(sheet, styles, labels)
     tail = "</sheetData>"
     if sheet.merged:
         tail += f'<mergeCells count="{len(sheet.merged)}">' + "".join(f'<mergeCell ref="{m.a1}"/>' for m in sheet.merged) + "</mergeCells>"
@@ -299,7 +395,8 @@ def drawing_xml(sheet: Sheet) -> str:
 
 def chart_xml(ch) -> str:
     def title(text: str) -> str:
-        return (f'<c:title><c:tx><c:rich><a:bodyPr/><a:p><a:r><a:t>{xml_text(text)}</a:t></a:r></a:p></c:rich></c:tx>'
+        return (f'<c:title><c:tx><c:rich><a:bodyPr/><a:lstStyle/><a:p><a:pPr><a:defRPr sz="1200" b="1"/></a:pPr>'
+                f'<a:r><a:rPr lang="en-US" sz="1200" b="1"/><a:t>{xml_text(text)}</a:t></a:r></a:p></c:rich></c:tx>'
                 '<c:overlay val="0"/></c:title>')
     return (
         XML_HEAD + '<c:chartSpace xmlns:c="http://schemas.openxmlformats.org/drawingml/2006/chart" '
@@ -316,77 +413,121 @@ def chart_xml(ch) -> str:
         '<c:crossAx val="1002"/><c:crosses val="autoZero"/><c:auto val="1"/><c:lblAlgn val="ctr"/><c:lblOffset val="100"/></c:catAx>'
         '<c:valAx><c:axId val="1002"/><c:scaling><c:orientation val="minMax"/></c:scaling><c:delete val="0"/>'
         '<c:axPos val="b"/><c:majorGridlines/><c:numFmt formatCode="0%" sourceLinked="0"/><c:tickLblPos val="nextTo"/>'
-        '<c:crossAx val="1001"/><c:crosses val="autoZero"/><c:crossBetween val="between"/></c:valAx></c:plotArea>'
+        # with the categories top-down (maxMin) the value axis crosses at the last category: at the bottom
+        f'<c:crossAx val="1001"/><c:crosses val="{"max" if ch.horizontal else "autoZero"}"/><c:crossBetween val="between"/></c:valAx></c:plotArea>'
         '<c:plotVisOnly val="1"/></c:chart></c:chartSpace>'
     )
 
 
 # ---- the package ------------------------------------------------------------------------------
-class _ZipStream:
-    """Writes zip entries deterministically; large entries are compressed on a second thread."""
+ZIP64_LIMIT = 0xFFFFFFFF
+DOS_DATE, DOS_TIME = (0 << 9) | (1 << 5) | 1, 0  # 1980-01-01 00:00:00: no build dates in the file
 
-    def __init__(self, path: Path, level: int) -> None:
-        self.zf = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+
+class _Zip:
+    """A minimal deterministic zip writer: deflated parts, zip64 where sizes need it."""
+
+    def __init__(self, fh, level: int) -> None:
+        self.fh = fh
         self.level = level
+        self.entries: list[tuple[bytes, int, int, int, int]] = []  # name, crc, csize, usize, offset
 
-    def _info(self, name: str) -> zipfile.ZipInfo:
-        zi = zipfile.ZipInfo(name, date_time=ZIP_DATE)
-        zi.compress_type = zipfile.ZIP_DEFLATED
-        zi.external_attr = 0o644 << 16
-        # the attribute was renamed in Python 3.13
-        setattr(zi, "compress_level" if hasattr(zi, "compress_level") else "_compresslevel", self.level)
-        return zi
+    def _local(self, name: bytes, crc: int, csize: int, usize: int, zip64: bool) -> bytes:
+        extra = struct.pack("<HHQQ", 1, 16, usize, csize) if zip64 else b""
+        sizes = (ZIP64_LIMIT, ZIP64_LIMIT) if zip64 else (csize, usize)
+        return struct.pack("<IHHHHHIIIHH", 0x04034B50, 45 if zip64 else 20, 0, 8, DOS_TIME, DOS_DATE, crc,
+                           *sizes, len(name), len(extra)) + name + extra
 
-    def write(self, name: str, text: str) -> None:
-        self.zf.writestr(self._info(name), text.encode("utf-8"))
+    def add(self, name: str, text: str | bytes) -> None:
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        c = zlib.compressobj(self.level, zlib.DEFLATED, -15, 9)
+        comp = c.compress(data) + c.flush()
+        big = len(data) >= ZIP64_LIMIT or len(comp) >= ZIP64_LIMIT
+        offset = self.fh.tell()
+        self.fh.write(self._local(name.encode(), zlib.crc32(data), len(comp), len(data), big))
+        self.fh.write(comp)
+        self.entries.append((name.encode(), zlib.crc32(data), len(comp), len(data), offset))
 
-    def stream(self, name: str, pieces: Iterable[str], on_bytes: Callable[[int], None] | None = None) -> None:
-        q: queue.Queue = queue.Queue(maxsize=4)
-        error: list[BaseException] = []
-
-        def consume(fh) -> None:
-            try:
-                while (chunk := q.get()) is not None:
-                    fh.write(chunk)
-            except BaseException as e:  # pragma: no cover - surfaced below
-                error.append(e)
-                while q.get() is not None:
-                    pass
-
-        with self.zf.open(self._info(name), "w", force_zip64=True) as fh:
-            t = threading.Thread(target=consume, args=(fh,), daemon=True)
-            t.start()
-            try:
-                buf, size = [], 0
-                for piece in pieces:
-                    buf.append(piece)
-                    size += len(piece)
-                    if size >= CHUNK:
-                        q.put("".join(buf).encode("utf-8"))
-                        if on_bytes:
-                            on_bytes(size)
-                        buf, size = [], 0
-                if buf:
-                    q.put("".join(buf).encode("utf-8"))
-            finally:
-                q.put(None)
-                t.join()
-        if error:
-            raise error[0]
+    def stream(self, name: str) -> "_ZipStream":
+        return _ZipStream(self, name.encode())
 
     def close(self) -> None:
-        self.zf.close()
+        fh = self.fh
+        cd_start = fh.tell()
+        for name, crc, csize, usize, offset in self.entries:
+            fields, extra = [], b""
+            for v in (usize, csize, offset):
+                if v >= ZIP64_LIMIT:
+                    fields.append(v)
+            if fields:
+                extra = struct.pack("<HH", 1, 8 * len(fields)) + struct.pack(f"<{len(fields)}Q", *fields)
+            z64 = bool(fields)
+            fh.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, (3 << 8) | (45 if z64 else 20), 45 if z64 else 20,
+                                 0, 8, DOS_TIME, DOS_DATE, crc, min(csize, ZIP64_LIMIT), min(usize, ZIP64_LIMIT),
+                                 len(name), len(extra), 0, 0, 0, 0o644 << 16, min(offset, ZIP64_LIMIT)) + name + extra)
+        cd_end = fh.tell()
+        n, size = len(self.entries), cd_end - cd_start
+        if n >= 0xFFFF or cd_start >= ZIP64_LIMIT or size >= ZIP64_LIMIT:
+            fh.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, size, cd_start))
+            fh.write(struct.pack("<IIQI", 0x07064B50, 0, cd_end, 1))
+        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, min(n, 0xFFFF), min(n, 0xFFFF), min(size, ZIP64_LIMIT),
+                             min(cd_start, ZIP64_LIMIT), 0))
+
+
+class _ZipStream:
+    """One part written as consecutive raw-deflate segments that each end byte-aligned and not final;
+    the local header (with zip64 sizes, unknown in advance) is patched at the end."""
+
+    def __init__(self, z: _Zip, name: bytes) -> None:
+        self.z, self.name = z, name
+        self.offset = z.fh.tell()
+        z.fh.write(z._local(name, 0, 0, 0, True))
+        self.crc = self.csize = self.usize = 0
+
+    def write(self, data: bytes, crc: int, usize: int) -> None:
+        self.z.fh.write(data)
+        self.crc = crc32_combine(self.crc, crc, usize)
+        self.csize += len(data)
+        self.usize += usize
+
+    def close(self) -> None:
+        fh = self.z.fh
+        fh.write(FINAL_EMPTY)
+        self.csize += len(FINAL_EMPTY)
+        end = fh.tell()
+        fh.seek(self.offset)
+        fh.write(self.z._local(self.name, self.crc, self.csize, self.usize, True))
+        fh.seek(end)
+        self.z.entries.append((self.name, self.crc, self.csize, self.usize, self.offset))
+
+
+def _workers() -> int:
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+
+
+PROCESS_MIN_CELLS = 4_000_000  # below this, threads: forking costs more than it saves
+
+
+def _executor(weight_cells: int, workers: int):
+    """Worker processes for big books: the coder runs ~150 short numpy operations per slice, and two
+    threads hand the GIL back and forth so often that they are slower than one. Forked (Linux), the
+    workers start at once with the parent's modules; elsewhere, or for small books, threads."""
+    if weight_cells >= PROCESS_MIN_CELLS and workers > 1 and sys.platform.startswith("linux"):
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(workers, thread_name_prefix="xlgpt-write")
 
 
 def write_book(book: Book, path: str | os.PathLike, level: int = 1, progress=None) -> None:
     """Write atomically: a temporary file in the same folder, renamed over `path` only when complete.
 
-    `progress(sheet_name, block_cells_done)` is called as weight blocks are written."""
+    `level`: zlib level of the XML text (weights are coded by numblock whatever the level).
+    `progress(label, done, total)`: see the module docstring."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=".xlgpt-", suffix=".xlsx.part", dir=path.parent)
     os.close(fd)
     try:
-        _write(book, Path(tmp), level, progress)
+        with heap_reuse():
+            _write(book, Path(tmp), level, progress)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -399,64 +540,141 @@ def write_book(book: Book, path: str | os.PathLike, level: int = 1, progress=Non
 
 def _write(book: Book, tmp: Path, level: int, progress) -> None:
     styles = Styles()
-    z = _ZipStream(tmp, level)
-    try:
-        sheets = book.sheets
-        overrides = [("/xl/workbook.xml", f"{CT_BASE}.spreadsheetml.sheet.main+xml"),
-                     ("/xl/styles.xml", f"{CT_BASE}.spreadsheetml.styles+xml")]
-        n_drawing = n_chart = 0
-        for i, sh in enumerate(sheets, start=1):
-            overrides.append((f"/xl/worksheets/sheet{i}.xml", f"{CT_BASE}.spreadsheetml.worksheet+xml"))
-            if sh.charts:
-                n_drawing += 1
-                overrides.append((f"/xl/drawings/drawing{n_drawing}.xml", f"{CT_BASE}.drawing+xml"))
-                for _ in sh.charts:
-                    n_chart += 1
-                    overrides.append((f"/xl/charts/chart{n_chart}.xml", f"{CT_BASE}.drawingml.chart+xml"))
-        z.write("[Content_Types].xml", XML_HEAD
-                + '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-                + '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-                + '<Default Extension="xml" ContentType="application/xml"/>'
-                + "".join(f'<Override PartName="{p}" ContentType="{t}"/>' for p, t in overrides) + "</Types>")
-        z.write("_rels/.rels", XML_HEAD + f'<Relationships xmlns="{NS_PKG}">'
-                f'<Relationship Id="rId1" Type="{NS_R}/officeDocument" Target="xl/workbook.xml"/></Relationships>')
-        names = "".join(
-            f'<definedName name="{name}">{xml_text(rng.abs)}</definedName>'
-            for name, rng in sorted(book.names.items(), key=lambda kv: kv[0].lower())
-        )
-        sheet_entries = "".join(
-            f'<sheet name="{xml_text(sh.name)}" sheetId="{i}"' + (' state="hidden"' if sh.hidden else "") + f' r:id="rId{i}"/>'
-            for i, sh in enumerate(sheets, start=1)
-        )
-        z.write("xl/workbook.xml", XML_HEAD + f'<workbook xmlns="{NS}" xmlns:r="{NS_R}">'
-                f'<bookViews><workbookView activeTab="{book.active}"/></bookViews>'
-                f"<sheets>{sheet_entries}</sheets>"
-                + (f"<definedNames>{names}</definedNames>" if names else "")
-                + '<calcPr calcId="191029" fullCalcOnLoad="1"/></workbook>')
-        rels = "".join(
-            f'<Relationship Id="rId{i}" Type="{NS_R}/worksheet" Target="worksheets/sheet{i}.xml"/>'
-            for i in range(1, len(sheets) + 1)
-        )
-        rels += f'<Relationship Id="rId{len(sheets) + 1}" Type="{NS_R}/styles" Target="styles.xml"/>'
-        z.write("xl/_rels/workbook.xml.rels", XML_HEAD + f'<Relationships xmlns="{NS_PKG}">{rels}</Relationships>')
-        n_drawing = n_chart = 0
-        for i, sh in enumerate(sheets, start=1):
-            rid = None
-            if sh.charts:
-                n_drawing += 1
-                rid = "rId1"
-                z.write(f"xl/worksheets/_rels/sheet{i}.xml.rels", XML_HEAD + f'<Relationships xmlns="{NS_PKG}">'
-                        f'<Relationship Id="rId1" Type="{NS_R}/drawing" Target="../drawings/drawing{n_drawing}.xml"/></Relationships>')
-                z.write(f"xl/drawings/drawing{n_drawing}.xml", drawing_xml(sh))
-                crels = ""
-                for j, ch in enumerate(sh.charts, start=1):
-                    n_chart += 1
-                    crels += f'<Relationship Id="rId{j}" Type="{NS_R}/chart" Target="../charts/chart{n_chart}.xml"/>'
-                    z.write(f"xl/charts/chart{n_chart}.xml", chart_xml(ch))
-                z.write(f"xl/drawings/_rels/drawing{n_drawing}.xml.rels",
-                        XML_HEAD + f'<Relationships xmlns="{NS_PKG}">{crels}</Relationships>')
-            on_bytes = (lambda n, name=sh.name: progress(name, n)) if progress else None
-            z.stream(f"xl/worksheets/sheet{i}.xml", sheet_xml(sh, styles, rid, i - 1 == book.active), on_bytes)
-        z.write("xl/styles.xml", styles.xml())
-    finally:
-        z.close()
+    sheets = book.sheets
+    labels = {(r.sheet, r.r1, r.c1, r.r2, r.c2): name for name, r in book.names.items()}
+    total = sum(b.shape[0] * b.shape[1] for sh in sheets for b in sh.blocks)
+    done = 0
+    workers = _workers()
+    with open(tmp, "wb") as fh:
+        z = _Zip(fh, level)
+        pool = _executor(total, workers)
+        try:
+            overrides = [("/xl/workbook.xml", f"{CT_BASE}.spreadsheetml.sheet.main+xml"),
+                         ("/xl/styles.xml", f"{CT_BASE}.spreadsheetml.styles+xml")]
+            n_drawing = n_chart = 0
+            for i, sh in enumerate(sheets, start=1):
+                overrides.append((f"/xl/worksheets/sheet{i}.xml", f"{CT_BASE}.spreadsheetml.worksheet+xml"))
+                if sh.charts:
+                    n_drawing += 1
+                    overrides.append((f"/xl/drawings/drawing{n_drawing}.xml", f"{CT_BASE}.drawing+xml"))
+                    for _ in sh.charts:
+                        n_chart += 1
+                        overrides.append((f"/xl/charts/chart{n_chart}.xml", f"{CT_BASE}.drawingml.chart+xml"))
+            z.add("[Content_Types].xml", XML_HEAD
+                  + '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+                  + '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+                  + '<Default Extension="xml" ContentType="application/xml"/>'
+                  + "".join(f'<Override PartName="{p}" ContentType="{t}"/>' for p, t in overrides) + "</Types>")
+            z.add("_rels/.rels", XML_HEAD + f'<Relationships xmlns="{NS_PKG}">'
+                  f'<Relationship Id="rId1" Type="{NS_R}/officeDocument" Target="xl/workbook.xml"/></Relationships>')
+            names = "".join(
+                f'<definedName name="{name}">{xml_text(rng.abs)}</definedName>'
+                for name, rng in sorted(book.names.items(), key=lambda kv: kv[0].lower())
+            )
+            sheet_entries = "".join(
+                f'<sheet name="{xml_text(sh.name)}" sheetId="{i}"' + (' state="hidden"' if sh.hidden else "") + f' r:id="rId{i}"/>'
+                for i, sh in enumerate(sheets, start=1)
+            )
+            z.add("xl/workbook.xml", XML_HEAD + f'<workbook xmlns="{NS}" xmlns:r="{NS_R}">'
+                  f'<bookViews><workbookView activeTab="{book.active}"/></bookViews>'
+                  f"<sheets>{sheet_entries}</sheets>"
+                  + (f"<definedNames>{names}</definedNames>" if names else "")
+                  + '<calcPr calcId="191029" fullCalcOnLoad="1"/></workbook>')
+            rels = "".join(
+                f'<Relationship Id="rId{i}" Type="{NS_R}/worksheet" Target="worksheets/sheet{i}.xml"/>'
+                for i in range(1, len(sheets) + 1)
+            )
+            rels += f'<Relationship Id="rId{len(sheets) + 1}" Type="{NS_R}/styles" Target="styles.xml"/>'
+            z.add("xl/_rels/workbook.xml.rels", XML_HEAD + f'<Relationships xmlns="{NS_PKG}">{rels}</Relationships>')
+            n_drawing = n_chart = 0
+            for i, sh in enumerate(sheets, start=1):
+                rid = None
+                if sh.charts:
+                    n_drawing += 1
+                    rid = "rId1"
+                    z.add(f"xl/worksheets/_rels/sheet{i}.xml.rels", XML_HEAD + f'<Relationships xmlns="{NS_PKG}">'
+                          f'<Relationship Id="rId1" Type="{NS_R}/drawing" Target="../drawings/drawing{n_drawing}.xml"/></Relationships>')
+                    z.add(f"xl/drawings/drawing{n_drawing}.xml", drawing_xml(sh))
+                    crels = ""
+                    for j, ch in enumerate(sh.charts, start=1):
+                        n_chart += 1
+                        crels += f'<Relationship Id="rId{j}" Type="{NS_R}/chart" Target="../charts/chart{n_chart}.xml"/>'
+                        z.add(f"xl/charts/chart{n_chart}.xml", chart_xml(ch))
+                    z.add(f"xl/drawings/_rels/drawing{n_drawing}.xml.rels",
+                          XML_HEAD + f'<Relationships xmlns="{NS_PKG}">{crels}</Relationships>')
+                out = z.stream(f"xl/worksheets/sheet{i}.xml")
+                pending: deque = deque()  # (future, weight cells, label), written in order
+
+                def drain(keep: int) -> None:
+                    nonlocal done
+                    while len(pending) > keep:
+                        fut, cells, label = pending.popleft()
+                        out.write(*fut.result())
+                        if cells:
+                            done += cells
+                            if progress:
+                                progress(label, done, total)
+
+                text: list[str] = []
+                size = 0
+                for piece in sheet_xml(sh, styles, rid, i - 1 == book.active, labels):
+                    if isinstance(piece, str):
+                        text.append(piece)
+                        size += len(piece)
+                        if size < TEXT_BYTES:
+                            continue
+                        pending.append((pool.submit(compress_text, "".join(text), level), 0, sh.name))
+                        text, size = [], 0
+                    else:
+                        if text:
+                            pending.append((pool.submit(compress_text, "".join(text), level), 0, sh.name))
+                            text, size = [], 0
+                        for args, cells in piece.jobs():
+                            pending.append((pool.submit(encode_chunk, *args), cells, piece.label))
+                            drain(2 * workers + 2)  # bounded memory: a few chunks in flight
+                        del piece
+                    drain(2 * workers + 2)
+                if text:
+                    pending.append((pool.submit(compress_text, "".join(text), level), 0, sh.name))
+                drain(0)
+                out.close()
+            z.add("xl/styles.xml", styles.xml())
+            z.close()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ProgressBar:
+    """A tqdm bar for write_book's progress callback: weight cells written, cells/s, the current tensor.
+    Silent with quiet=True or when the stream is not a terminal."""
+
+    def __init__(self, quiet: bool = False, file=None) -> None:
+        self.file = file or sys.stderr
+        self.enabled = not quiet and hasattr(self.file, "isatty") and self.file.isatty()
+        self.bar = None
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="cell", unit_scale=True, file=self.file, leave=False,
+                            dynamic_ncols=True, desc="writing")
+        self.bar.set_postfix_str(label, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def progress_bar(quiet: bool = False, file=None) -> ProgressBar:
+    return ProgressBar(quiet, file)

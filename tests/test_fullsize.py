@@ -1,0 +1,93 @@
+"""Full size (slow): GPT-2 small's shapes with seeded random weights, built, recalculated, compared.
+
+    python -m pytest -m slow tests/test_fullsize.py        # ~5 min with IronCalc, ~10 with LibreOffice
+
+The NumPy reference uses the weights exactly as written (read back from the file), so the workbook
+and NumPy compute with the same float64 numbers.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from xlgpt.engines import defined_names, open_workbook
+from xlgpt.errors import XlgptError
+from xlgpt.model import load_model
+from xlgpt.reference import gpt2
+from xlgpt.stages import BuildOptions, build_book, prompt_ids
+from xlgpt.xlsx.reader import read_names
+from xlgpt.xlsx.writer import write_book
+
+pytestmark = pytest.mark.slow
+CONTEXT = 16
+PROMPT = "If today is Tuesday, tomorrow is"
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    path = tmp_path_factory.mktemp("full") / "gpt2.xlsx"
+    model = load_model("random:gpt2")
+    opts = BuildOptions(prompt=PROMPT, context=CONTEXT, live_tokenizer=False)
+    t = time.perf_counter()
+    write_book(build_book(model, opts), path)
+    seconds = time.perf_counter() - t
+    params = {n: a.reshape(model.params.shapes[n]) for n, a in read_names(path, list(model.params)).items()}
+    return path, model, prompt_ids(model, opts), params, seconds
+
+
+def reference_next(model, params, ids):
+    pad = model.tokenizer.eot_id
+    r = gpt2(list(ids) + [pad] * (CONTEXT - len(ids)), params, model.config, n_real=len(ids))
+    return int(r["next_token_id"][0, 0])
+
+
+def test_build_size_and_weights(full):
+    path, model, _, params, seconds = full
+    assert path.stat().st_size < 1.5e9
+    for name in ("wte", "h11_mlp_c_proj_w", "ln_f_b"):
+        assert np.array_equal(params[name].astype(np.float32), model.params[name])
+    print(f"build {seconds:.1f} s, {path.stat().st_size / 1e6:.0f} MB")
+
+
+def test_ironcalc_equals_reference(full):
+    path, model, ids, params, _ = full
+    names = defined_names(path)
+    with open_workbook(path, "ironcalc") as s:
+        sheet, ref = names["next_token_id"]
+        got = int(float(s.read(sheet, ref)[0, 0]))
+        sheet, ref = names["lm_head_logits"]
+        logits = s.read(sheet, ref).astype(float).ravel()
+    pad = model.tokenizer.eot_id
+    r = gpt2(list(ids) + [pad] * (CONTEXT - len(ids)), params, model.config, n_real=len(ids))
+    assert got == int(r["next_token_id"][0, 0])
+    assert np.max(np.abs(logits - np.asarray(r["lm_head_logits"]).ravel())) < 1e-6
+
+
+def test_generate_full_size(full):
+    from xlgpt.generate import generate
+
+    path, model, ids, params, _ = full
+    got = generate(path, 2, echo=lambda s: None)
+    expect = [reference_next(model, params, ids)]
+    expect.append(reference_next(model, params, ids + expect))
+    assert list(got) == expect
+    print(f"{got.seconds_per_token:.2f} s per token")
+
+
+def test_formulas_engine_refuses(full):
+    path = full[0]
+    with pytest.raises(XlgptError, match=r"formulas engine would need about .* min and .* GB"):
+        open_workbook(path, "formulas")
+
+
+@pytest.mark.skipif(not shutil.which("soffice"), reason="LibreOffice is not installed")
+def test_libreoffice_equals_reference(full):
+    path, model, ids, params, _ = full
+    names = defined_names(path)
+    with open_workbook(path, "libreoffice") as s:
+        sheet, ref = names["next_token_id"]
+        got = int(float(s.read(sheet, ref)[0, 0]))
+    assert got == reference_next(model, params, ids)
