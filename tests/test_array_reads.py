@@ -55,8 +55,9 @@ def offenders(book):
     return bad
 
 
-@pytest.mark.parametrize("live", [True, False])
-def test_no_untracked_reads_of_array_cells(live):
-    book = build_book(load_model("toy"), BuildOptions(live_tokenizer=live))
+@pytest.mark.parametrize("spec,live", [("toy", True), ("toy", False),
+                                       ("tiny:merges=50000,embd=48,layers=1,heads=1", True)])  # INDEX embeddings
+def test_no_untracked_reads_of_array_cells(spec, live):
+    book = build_book(load_model(spec), BuildOptions(live_tokenizer=live))
     bad = offenders(book)
     assert not bad, bad[:5]
