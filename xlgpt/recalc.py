@@ -50,10 +50,15 @@ class Workbook:
         self.session.close()
 
     def tokenizer(self) -> Tokenizer:
-        """The vocabulary as stored in the workbook (id -> byte-level token)."""
-        tokens = self.read("vocab_token").ravel()
-        encoder = {str(s): i for i, s in enumerate(tokens)}
-        return Tokenizer(encoder=encoder, merges=[], eot_id=encoder.get(EOT))
+        """The vocabulary as stored in the workbook (id -> byte-level token), and its merges when the
+        workbook tokenizes in the sheet."""
+        tokens = [str(s) for s in self.read("vocab_token").ravel()]
+        encoder = {s: i for i, s in enumerate(tokens)}
+        merges = []
+        if self.has("merges_left"):
+            left, right = (self.numbers(n).ravel().astype(int) for n in ("merges_left", "merges_right"))
+            merges = [(tokens[a], tokens[b]) for a, b in zip(left, right)]
+        return Tokenizer(encoder=encoder, merges=merges, eot_id=encoder.get(EOT))
 
 
 def open_book(path, engine: str, progress: bool = False) -> Workbook:

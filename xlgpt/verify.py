@@ -116,7 +116,12 @@ def verify(path, engine: str, prompt: str | None = None) -> dict:
             sample = {"sheet": int(wb.numbers("sampled_token_id")[0, 0]),
                       "ref": sample_token(ref["lm_head_logits"], temperature, int(k), u),
                       "temperature": temperature, "top_k": int(k), "u": u}
-        return {"engine": engine, "rows": rows, "n_tokens": n, "token_ids": ids[:n], "sample": sample,
+        tokens = None
+        if wb.has("merges_left"):  # the sheet tokenized the prompt: compare with the Python tokenizer
+            tok = wb.tokenizer()
+            bos = [tok.eot_id] if bool(wb.value("bos")) else []
+            tokens = {"sheet": ids[:n], "python": bos + tok.encode(str(wb.value("prompt") or ""))}
+        return {"engine": engine, "rows": rows, "n_tokens": n, "token_ids": ids[:n], "sample": sample, "tokens": tokens,
                 "next_token_id": int(wb.numbers("next_token_id")[0, 0]),
                 "ref_next_token_id": int(ref["next_token_id"][0, 0]),
                 "top_ok": got_top == want_top, "top": got_top, "ref_top": want_top}
@@ -138,6 +143,13 @@ def report(result: dict) -> tuple[str, bool]:
                      + ("yes" if good else f"NO ({worst.name})"))
     same = result["next_token_id"] == result["ref_next_token_id"]
     ok &= same and result["top_ok"]
+    tokens = result.get("tokens")
+    if tokens is not None:
+        same_tokens = tokens["sheet"] == tokens["python"]
+        ok &= same_tokens
+        lines.append(f"tokens ({len(tokens['sheet'])}): the sheet's tokenizer "
+                     + ("equals the Python (tiktoken-equal) tokenizer" if same_tokens
+                        else f"DIFFERS: {tokens['sheet']} vs {tokens['python']}"))
     lines.append(f"next token id: sheet {result['next_token_id']}, reference {result['ref_next_token_id']}"
                  + ("" if same else "  MISMATCH"))
     lines.append(f"top-k ids: {'equal' if result['top_ok'] else 'DIFFER: ' + str(result['top']) + ' vs ' + str(result['ref_top'])}")
