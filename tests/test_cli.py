@@ -106,17 +106,31 @@ def test_prompt_too_long(tmp_path):
     assert not (tmp_path / "x.xlsx").exists()
 
 
+def test_context_grows_to_fit_the_prompt_unless_given(tmp_path):
+    out = tmp_path / "x.xlsx"
+    code, stdout, err = run("build", "--model", TINY, "--out", str(out))  # the default prompt: 20 tiny tokens
+    assert code == 0 and "20 of 20 tokens" in stdout, err
+    code, _, err = run("build", "--model", TINY, "--prompt", "ab " * 20, "--out", str(out))
+    assert "reads at most 32" in one_line_error(code, err)
+
+
 def test_unwritable_output(tmp_path):
-    code, _, err = run("build", "--model", TINY, "--prompt", "Hi", "--out", str(tmp_path / "no" / "such" / "x.xlsx"))
-    assert "cannot write" in one_line_error(code, err)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
+    a_dir = tmp_path / "dir.xlsx"
+    a_dir.mkdir()
+    bad = [tmp_path / "no" / "such" / "x.xlsx", a_file / "x.xlsx", a_dir]  # unwritable even for root
+    if not os.access(locked, os.W_OK):  # root ignores permissions
+        bad.append(locked / "x.xlsx")
     try:
-        if os.access(locked, os.W_OK):  # root ignores permissions
-            pytest.skip("running as root: permissions are not enforced")
-        code, _, err = run("build", "--model", TINY, "--prompt", "Hi", "--out", str(locked / "x.xlsx"))
-        assert "cannot write" in one_line_error(code, err)
+        for out in bad:
+            code, _, err = run("build", "--model", TINY, "--prompt", "Hi", "--out", str(out))
+            assert "cannot write" in one_line_error(code, err), out
+        assert a_file.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "dir.xlsx", "locked"]
+        assert not any(a_dir.iterdir()) and not any(locked.iterdir())
     finally:
         locked.chmod(0o700)
 

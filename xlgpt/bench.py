@@ -1,15 +1,16 @@
 """`python -m xlgpt.bench`: measure the writer, a full-size build, full-size recalculation and generation.
 
-    python -m xlgpt.bench                 # everything (~10 minutes with LibreOffice)
+    python -m xlgpt.bench                 # everything (~20 minutes with LibreOffice)
     python -m xlgpt.bench --quick         # writer on a 1M-cell slice only
     python -m xlgpt.bench --skip-lo --out bench/RESULTS.md
 
 Parts: (1) writer speed, cells/s, ours vs openpyxl write-only on the same slice of float32 (10000 x 1000);
-(2) build of random:gpt2 (GPT-2 small's shapes, context 16, tokens from Python): wall time, peak RSS,
-file size; (3) load + recalculation of that file up to the predicted token with IronCalc and LibreOffice:
-wall time, peak RSS, and whether the token equals the NumPy reference's; (4) generation with IronCalc:
-seconds per additional token. Every full-size part runs in a child process that reports its own peak
-RSS (children included, e.g. soffice).
+(2) build of random:gpt2 (GPT-2 small's shapes, context 16, the live tokenizer): wall time, peak RSS,
+file size; (3) load + recalculation of that file up to the predicted token with IronCalc (from the .xlsx,
+then saving and reusing its snapshot, in a cache folder of its own) and LibreOffice: wall time, peak RSS,
+and whether the token equals the NumPy reference's; (4) generation with IronCalc: seconds per additional
+token. Every full-size part runs in a child process that reports its own peak RSS (children included,
+e.g. soffice).
 """
 from __future__ import annotations
 
@@ -127,17 +128,19 @@ def child_reference(_: str) -> dict:
     return {"next_token_id": int(r["next_token_id"][0, 0]), "margin": float(top2[1] - top2[0])}
 
 
-def child_recalc(path: str, engine: str) -> dict:
+def child_recalc(path: str, engine: str, snapshot: str = "no") -> dict:
     from .engines import defined_names, open_workbook
 
     names = defined_names(path)
     t = time.perf_counter()
-    with open_workbook(path, engine) as s:
+    with open_workbook(path, engine, snapshot=snapshot == "yes") as s:
         t1 = time.perf_counter()
         sheet, ref = names["next_token_id"]
         value = s.read(sheet, ref.split(":")[0])[0, 0]
         seconds = getattr(s, "seconds", {})
-    return {"seconds": t1 - t, "next_token_id": int(float(value)), "engine_seconds": seconds}
+        loaded_from = getattr(s, "loaded_from", "xlsx")
+    return {"seconds": t1 - t, "next_token_id": int(float(value)), "engine_seconds": seconds,
+            "loaded_from": loaded_from}
 
 
 def child_generate(path: str, n: str) -> dict:
@@ -149,13 +152,15 @@ def child_generate(path: str, n: str) -> dict:
             "s_per_token": g.seconds_per_token, "ids": list(g)}
 
 
+RECALC_RUNS = (("ironcalc", "ironcalc, from the .xlsx"), ("ironcalc_save", "ironcalc, first load + saving its snapshot"),
+               ("ironcalc_snapshot", "ironcalc, from the snapshot"), ("libreoffice", "libreoffice"))
 CHILDREN = {"build": child_build, "reference": child_reference, "recalc": child_recalc, "generate": child_generate}
 
 
-def run_child(kind: str, *args: str, timeout: float = 3600) -> dict:
+def run_child(kind: str, *args: str, timeout: float = 3600, env: dict | None = None) -> dict:
     cmd = [sys.executable, "-m", "xlgpt.bench", "--child", kind, *args]
     t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     wall = time.perf_counter() - t
     last = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not last:
@@ -199,18 +204,20 @@ def fmt_report(res: dict, command: str) -> str:
                       f"| {b['wall_s']:.1f} | {b['write_s']:.1f} | {b['cpu_s']:.1f} | {b['peak_mb']:.0f} | {b['bytes'] / 1e6:.0f} |", ""]
     ref = res.get("reference", {})
     rows = []
-    for eng in ("ironcalc", "libreoffice"):
-        r = res.get(eng)
+    for key, label in RECALC_RUNS:
+        r = res.get(key)
         if not r:
             continue
         if "error" in r:
-            rows.append(f"| {eng} | failed: {r['error']} | | | | |")
+            rows.append(f"| {label} | failed: {r['error']} | | | | |")
         else:
             same = "yes" if r.get("next_token_id") == ref.get("next_token_id") else "NO"
-            rows.append(f"| {eng} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_mb']:.0f} | {r['next_token_id']} | {same} |")
+            rows.append(f"| {label} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_mb']:.0f} | {r['next_token_id']} | {same} |")
     if rows:
         lines += ["## (3) Full-size recalculation to the predicted token", "",
-                  "Child process: load the workbook, recalculate, read `next_token_id`. NumPy reference "
+                  "Child process: load the workbook, recalculate, read `next_token_id`. IronCalc three ways: parsing "
+                  "the .xlsx (`--no-snapshot`), the first load that also saves its snapshot, and a load from that "
+                  "snapshot (engines/snapshot.py). NumPy reference "
                   f"(float32 weights): {ref.get('next_token_id')} (top-2 logit margin {ref.get('margin', float('nan')):.3g}).", "",
                   "| engine | wall s | CPU s | peak RSS MB | next_token_id | equals reference |", "|---|---|---|---|---|---|",
                   *rows, ""]
@@ -220,7 +227,7 @@ def fmt_report(res: dict, command: str) -> str:
         if "error" in g:
             lines += [f"failed: {g['error']}", ""]
         else:
-            lines += [f"Load + first recalculation {g['load_s']:.1f} s; then **{g['s_per_token']:.2f} s per additional "
+            lines += [f"Load (from the snapshot) + first recalculation {g['load_s']:.1f} s; then **{g['s_per_token']:.2f} s per additional "
                       f"token** ({len(g['ids'])} tokens: " + ", ".join(f"{x:.2f}" for x in g["token_s"]) + " s).", ""]
     lines += ["Wall times depend on the machine's load: the numbers above come from one run.", ""]
     return "\n".join(lines)
@@ -270,13 +277,15 @@ def main(argv=None) -> int:
                     path = None
             if path:
                 res["reference"] = run_child("reference", "x")
-                for eng, skip in (("ironcalc", args.skip_ironcalc), ("libreoffice", args.skip_lo)):
-                    if not skip:
-                        print(f"(3) recalculation with {eng} ...", file=sys.stderr, flush=True)
-                        res[eng] = run_child("recalc", path, eng)
+                env = {**os.environ, "XLGPT_CACHE_DIR": os.path.join(tmp, "cache")}  # a cold cache, removed after
+                for key, label in RECALC_RUNS:
+                    engine, _, how = key.partition("_")
+                    if not (args.skip_ironcalc if engine == "ironcalc" else args.skip_lo):
+                        print(f"(3) recalculation: {label} ...", file=sys.stderr, flush=True)
+                        res[key] = run_child("recalc", path, engine, "yes" if how else "no", env=env)
                 if args.tokens and not args.skip_ironcalc:
                     print(f"(4) generating {args.tokens} tokens with IronCalc ...", file=sys.stderr, flush=True)
-                    res["generate"] = run_child("generate", path, str(args.tokens))
+                    res["generate"] = run_child("generate", path, str(args.tokens), env=env)
     report = fmt_report(res, command)
     print(report)
     if args.out:

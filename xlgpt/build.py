@@ -62,6 +62,9 @@ def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | N
           progress=None, echo=print) -> BuildResult:
     t0 = time.perf_counter()
     model = load_model(model_spec)
+    if opts.fit_context:
+        need = len(model.tokenizer.encode(opts.prompt)) + opts.bos
+        opts.context = max(opts.context, min(need, model.config.n_ctx))
     ids = prompt_ids(model, opts)
     path = Path(out) if out else default_out(model)
     if path.suffix.lower() != ".xlsx":

@@ -12,6 +12,11 @@ from .errors import XlgptError
 ENGINE_HELP = "formulas (pure Python, tiny workbooks only), ironcalc (default) or libreoffice"
 
 
+def _snapshot_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-snapshot", action="store_true",
+                   help="IronCalc: neither reuse nor save the snapshot that makes reloading a big workbook fast")
+
+
 def _parser() -> argparse.ArgumentParser:
     from .engines import DEFAULT_ENGINE, ENGINES
     from .model import DEFAULT_MODEL
@@ -22,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="write the workbook")
     b.add_argument("--model", default=None, help=f"toy (default: {DEFAULT_MODEL}), tiny[:opts], random:gpt2, a folder, or a hub id like gpt2")
     b.add_argument("--prompt", default=None, help="the prompt (stored as text)")
-    b.add_argument("--context", type=int, default=16, help="token rows in the workbook (default 16)")
+    b.add_argument("--context", type=int, default=None, help="token rows in the workbook (default 16, more if the prompt needs them)")
     b.add_argument("--out", default=None, help="output .xlsx (default out/<model>.xlsx)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.add_argument("--python-tokenizer", action="store_true",
@@ -50,11 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE, help=ENGINE_HELP)
     r.add_argument("--prompt", default=None, help="type this prompt into the sheet first (the sheet tokenizes it)")
     r.add_argument("--json", action="store_true", help="print one JSON object")
+    _snapshot_flag(r)
 
     v = sub.add_parser("verify", help="recalculate and compare every stage with the NumPy reference")
     v.add_argument("path")
     v.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE, help=ENGINE_HELP)
     v.add_argument("--prompt", default=None, help="type this prompt into the sheet first")
+    _snapshot_flag(v)
 
     g = sub.add_parser("generate", help="generate tokens by re-evaluating the workbook")
     g.add_argument("path")
@@ -63,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=float, default=0.0)
     g.add_argument("--top-k", type=int, default=0)
     g.add_argument("--seed", type=int, default=None)
+    _snapshot_flag(g)
 
     t = sub.add_parser("tokenize", help="show how the Python reference tokenizer splits a text")
     t.add_argument("text")
@@ -87,7 +95,8 @@ def cmd_build(args) -> int:
     from .build import build
     from .stages import BuildOptions
 
-    opts = BuildOptions(context=args.context, live_tokenizer=not args.python_tokenizer, max_chars=args.max_chars,
+    opts = BuildOptions(context=16 if args.context is None else args.context, fit_context=args.context is None,
+                        live_tokenizer=not args.python_tokenizer, max_chars=args.max_chars,
                         max_word_bytes=args.max_word_bytes, bos=args.bos, top_k=args.show_top,
                         temperature=args.temperature, sample_top_k=args.top_k, seed=args.seed)
     if args.prompt is not None:
@@ -103,7 +112,7 @@ def cmd_build(args) -> int:
 def cmd_recalc(args) -> int:
     from .recalc import recalc
 
-    result = recalc(args.path, args.engine, args.prompt)
+    result = recalc(args.path, args.engine, args.prompt, snapshot=not args.no_snapshot)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     elif result["status"]:
@@ -117,7 +126,7 @@ def cmd_recalc(args) -> int:
 def cmd_verify(args) -> int:
     from .verify import report, verify
 
-    text, ok = report(verify(args.path, args.engine, args.prompt))
+    text, ok = report(verify(args.path, args.engine, args.prompt, snapshot=not args.no_snapshot))
     print(text)
     return 0 if ok else 1
 
@@ -126,7 +135,7 @@ def cmd_generate(args) -> int:
     from .generate import generate
 
     generate(args.path, args.tokens, engine=args.engine, temperature=args.temperature, top_k=args.top_k,
-             seed=args.seed)
+             seed=args.seed, snapshot=not args.no_snapshot)
     return 0
 
 

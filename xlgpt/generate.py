@@ -61,7 +61,7 @@ def _number(v) -> float:
 
 
 def generate(path, n_tokens: int, engine: str = "ironcalc", temperature: float = 0.0, top_k: int = 0,
-             seed: int | None = None, echo=print, show_prompt: bool = True) -> Generated:
+             seed: int | None = None, echo=print, show_prompt: bool = True, snapshot: bool = True) -> Generated:
     """Generate n_tokens tokens with the workbook itself; returns their ids (a Generated list).
 
     echo(text) is called with the prompt's text (if show_prompt) and then each new token's text as it
@@ -80,7 +80,7 @@ def generate(path, n_tokens: int, engine: str = "ironcalc", temperature: float =
     rng = np.random.default_rng(seed)
 
     t0 = time.perf_counter()
-    with open_workbook(path, engine) as s:
+    with open_workbook(path, engine, snapshot=snapshot) as s:
         out.load_seconds = time.perf_counter() - t0
 
         def read1(name: str):

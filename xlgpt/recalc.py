@@ -61,12 +61,12 @@ class Workbook:
         return Tokenizer(encoder=encoder, merges=merges, eot_id=encoder.get(EOT))
 
 
-def open_book(path, engine: str, progress: bool = False) -> Workbook:
+def open_book(path, engine: str, progress: bool = False, snapshot: bool = True) -> Workbook:
     path = Path(path)
     if not path.is_file():
         raise XlgptError(f"no such workbook: {path}")
     names = defined_names(path)
-    return Workbook(path, open_workbook(path, engine, progress=progress), names)
+    return Workbook(path, open_workbook(path, engine, progress=progress, snapshot=snapshot), names)
 
 
 def set_prompt(wb: Workbook, prompt: str) -> None:
@@ -99,8 +99,8 @@ def prediction(wb: Workbook, engine: str) -> dict:
     return result
 
 
-def recalc(path, engine: str, prompt: str | None = None) -> dict:
-    with open_book(path, engine) as wb:
+def recalc(path, engine: str, prompt: str | None = None, snapshot: bool = True) -> dict:
+    with open_book(path, engine, snapshot=snapshot) as wb:
         if prompt is not None:
             set_prompt(wb, prompt)
         return prediction(wb, engine)

@@ -81,8 +81,8 @@ def stage_of(name: str) -> str:
         "ln_f" if name.startswith("ln_f") else "lm_head" if name.startswith("lm_head") else "prediction")
 
 
-def verify(path, engine: str, prompt: str | None = None) -> dict:
-    with open_book(path, engine) as wb:
+def verify(path, engine: str, prompt: str | None = None, snapshot: bool = True) -> dict:
+    with open_book(path, engine, snapshot=snapshot) as wb:
         if prompt is not None:
             set_prompt(wb, prompt)
         status = wb.value("status")

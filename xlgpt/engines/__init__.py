@@ -28,8 +28,9 @@ ENGINES = ("ironcalc", "libreoffice", "formulas")
 DEFAULT_ENGINE = "ironcalc"
 
 
-def open_workbook(path, engine: str = DEFAULT_ENGINE, progress: bool = False) -> Session:
-    """Load the workbook in the engine and recalculate it fully: values can be read right away."""
+def open_workbook(path, engine: str = DEFAULT_ENGINE, progress: bool = False, snapshot: bool = True) -> Session:
+    """Load the workbook in the engine and recalculate it fully: values can be read right away.
+    snapshot: let IronCalc reuse (or save) its snapshot of a big workbook (engines/snapshot.py)."""
     if engine not in ENGINES:
         raise XlgptError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     path = os.fspath(path)
@@ -39,7 +40,7 @@ def open_workbook(path, engine: str = DEFAULT_ENGINE, progress: bool = False) ->
         raise XlgptError(f"not an .xlsx workbook (not a zip file): {path}")
     if engine == "ironcalc":
         from xlgpt.engines.ironcalc_engine import IronCalcSession
-        return IronCalcSession(path, progress=progress)
+        return IronCalcSession(path, progress=progress, snapshot=snapshot)
     if engine == "libreoffice":
         from xlgpt.engines.libreoffice import LibreOfficeSession
         return LibreOfficeSession(path, progress=progress)

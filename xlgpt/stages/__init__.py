@@ -75,6 +75,9 @@ def prompt_ids(model: Model, opts: BuildOptions) -> list[int]:
         ids = [tok.eot_id] + ids
     if not ids:
         raise XlgptError("the prompt is empty: give --prompt some text (or --bos)")
+    if len(ids) > model.config.n_ctx:
+        raise XlgptError(f"the prompt is {len(ids)} tokens but {model.name} reads at most {model.config.n_ctx} "
+                         "(its n_ctx): shorten it")
     if len(ids) > opts.context:
         raise XlgptError(f"the prompt is {len(ids)} tokens but the context is {opts.context}: "
                          f"shorten it or pass --context {len(ids)}")

@@ -23,6 +23,7 @@ class Steering:
 class BuildOptions:
     prompt: str = "If today is Tuesday, tomorrow is"
     context: int = 16
+    fit_context: bool = False  # context not chosen: grow it to fit the prompt (up to the model's n_ctx)
     live_tokenizer: bool = True  # tokenize in the sheet; False writes Python's token ids as inputs
     max_chars: int = 0  # 0: 8 x context
     max_word_bytes: int = 128
