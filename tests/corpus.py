@@ -78,8 +78,9 @@ CORPUS: list[str] = [""] + PAPER + CONTRACTIONS + NUMBERS + PUNCTUATION + SPACES
     + COMBINING + MIXED
 
 # a representative few for the slow pure-Python engine (its workbook has tiny limits and is built with "it's ok"):
-# a whitespace run before a word and a final newline, the empty prompt (with BOS), 2- and 4-byte characters
-SUBSET = ["a  b\n", "", "é😀 x"]
+# a whitespace run before a word and a final newline, the empty prompt (with BOS), 2- and 4-byte characters,
+# a capitalised non-contraction with a number and punctuation, Greek and CJK letters, tabs, a contraction + a run
+SUBSET = ["a  b\n", "", "é😀 x", "I'M 42!", "αβ 中文", "x\t\ty ", "don't?!"]
 
 assert len(CORPUS) >= 200, len(CORPUS)
 assert len(set(CORPUS)) == len(CORPUS), [s for s in CORPUS if CORPUS.count(s) > 1]
