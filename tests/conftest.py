@@ -22,3 +22,12 @@ def build_tiny(path, spec="tiny", prompt="Mike is quick. He moves", **opts):
     options = BuildOptions(prompt=prompt, **opts)
     write_book(build_book(model, options), path)
     return model, options
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_snapshot_cache(tmp_path_factory):
+    """IronCalc snapshots of big test workbooks go to a temporary folder, not the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XLGPT_CACHE_DIR", str(tmp_path_factory.mktemp("xlgpt-cache")))
+    yield
+    mp.undo()
