@@ -32,14 +32,21 @@ def _ironcalc_version() -> str:
 
 
 def wanted(path: str) -> bool:
-    return os.path.getsize(path) >= MIN_BYTES
+    try:
+        return os.path.getsize(path) >= MIN_BYTES
+    except OSError:
+        return False
 
 
-def snapshot_path(path: str) -> Path:
+def snapshot_path(path: str) -> Path | None:
+    """Where this exact file's snapshot lives; None if the file cannot be read (the load will say why)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+    except OSError:
+        return None
     return cache_dir() / f"{digest.hexdigest()[:32]}.icalc"
 
 
@@ -66,8 +73,13 @@ def save(model, target: Path) -> str | None:
 
 def prune(folder: Path, keep: int = KEEP) -> None:
     """Remove all but the `keep` most recently used snapshots (loading one touches it)."""
-    snaps = sorted(folder.glob("*.icalc"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in snaps[keep:]:
+    def used(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:  # removed meanwhile by another xlgpt
+            return 0.0
+
+    for old in sorted(folder.glob("*.icalc"), key=used, reverse=True)[keep:]:
         remove(old)
 
 
