@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from xlgpt.engines import defined_names, open_workbook
+from xlgpt.engines import open_workbook, read_name
 from xlgpt.errors import XlgptError
 from xlgpt.model import load_model
 from xlgpt.reference import gpt2
@@ -38,10 +38,19 @@ def full(tmp_path_factory):
     return path, model, prompt_ids(model, opts), params, seconds
 
 
-def reference_next(model, params, ids):
+def reference(model, params, ids) -> dict:
     pad = model.tokenizer.eot_id
-    r = gpt2(list(ids) + [pad] * (CONTEXT - len(ids)), params, model.config, n_real=len(ids))
-    return int(r["next_token_id"][0, 0])
+    return gpt2(list(ids) + [pad] * (CONTEXT - len(ids)), params, model.config, n_real=len(ids))
+
+
+def reference_next(model, params, ids) -> int:
+    return int(reference(model, params, ids)["next_token_id"][0, 0])
+
+
+def sheet_prediction(path, engine: str, *names: str) -> list[np.ndarray]:
+    """Load and recalculate the workbook in `engine`; the values of the given defined names."""
+    with open_workbook(path, engine) as s:
+        return [read_name(s, path, name) for name in names]
 
 
 def test_build_size_and_weights(full):
@@ -54,14 +63,9 @@ def test_build_size_and_weights(full):
 
 def test_ironcalc_equals_reference(full):
     path, model, ids, params, _ = full
-    names = defined_names(path)
-    with open_workbook(path, "ironcalc") as s:
-        sheet, ref = names["next_token_id"]
-        got = int(float(s.read(sheet, ref)[0, 0]))
-        sheet, ref = names["lm_head_logits"]
-        logits = s.read(sheet, ref).astype(float).ravel()
-    pad = model.tokenizer.eot_id
-    r = gpt2(list(ids) + [pad] * (CONTEXT - len(ids)), params, model.config, n_real=len(ids))
+    got, logits = sheet_prediction(path, "ironcalc", "next_token_id", "lm_head_logits")
+    got, logits = int(float(got[0, 0])), logits.astype(float).ravel()
+    r = reference(model, params, ids)
     assert got == int(r["next_token_id"][0, 0])
     assert np.max(np.abs(logits - np.asarray(r["lm_head_logits"]).ravel())) < 1e-6
 
@@ -86,8 +90,5 @@ def test_formulas_engine_refuses(full):
 @pytest.mark.skipif(not shutil.which("soffice"), reason="LibreOffice is not installed")
 def test_libreoffice_equals_reference(full):
     path, model, ids, params, _ = full
-    names = defined_names(path)
-    with open_workbook(path, "libreoffice") as s:
-        sheet, ref = names["next_token_id"]
-        got = int(float(s.read(sheet, ref)[0, 0]))
-    assert got == reference_next(model, params, ids)
+    (got,) = sheet_prediction(path, "libreoffice", "next_token_id")
+    assert int(float(got[0, 0])) == reference_next(model, params, ids)

@@ -167,6 +167,12 @@ class Runner:
     def close(self) -> None:
         self.session.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def check_prompt(run: Runner, text: str | None, enc, lay: Layout, tok_texts: list[str] | None, bos: bool = False):
     """One prompt (None: the one the workbook was loaded with); returns what is wrong, or None. The expectation is
@@ -201,6 +207,12 @@ def run_corpus(run: Runner, prompts, enc, lay, tok_texts=None, bos_every: int = 
         if problem:
             bad.append(problem)
     return bad
+
+
+def corpus_failures(path, engine: str, prompts, k: int | None, lay, bos_every: int) -> list[str]:
+    """Type each prompt into one loaded workbook; what went wrong (tiktoken with the full or K-merge vocabulary)."""
+    with Runner(path, engine) as run:
+        return run_corpus(run, prompts, encoding(k), lay, display_texts(k), bos_every=bos_every)
 
 
 def display_texts(k: int | None) -> list[str]:
@@ -257,21 +269,13 @@ def test_unicode_classes_match_the_pattern():
 # ---- IronCalc: the whole corpus --------------------------------------------------------------------------------
 def test_corpus_ironcalc_full_vocabulary(full_book):
     path, lay = full_book
-    run = Runner(path, "ironcalc")
-    try:
-        bad = run_corpus(run, corpus_for(lay), encoding(None), lay, display_texts(None), bos_every=7)
-    finally:
-        run.close()
+    bad = corpus_failures(path, "ironcalc", corpus_for(lay), None, lay, bos_every=7)
     assert not bad, "\n".join(bad[:20])
 
 
 def test_corpus_ironcalc_cut_vocabulary(cut_book):
     path, lay = cut_book
-    run = Runner(path, "ironcalc")
-    try:
-        bad = run_corpus(run, corpus_for(lay), encoding(CUT), lay, display_texts(CUT), bos_every=5)
-    finally:
-        run.close()
+    bad = corpus_failures(path, "ironcalc", corpus_for(lay), CUT, lay, bos_every=5)
     assert not bad, "\n".join(bad[:20])
 
 
@@ -279,25 +283,17 @@ def test_corpus_ironcalc_cut_vocabulary(cut_book):
 @needs_libreoffice
 def test_corpus_libreoffice(full_book):
     path, lay = full_book
-    run = Runner(path, "libreoffice")
-    try:
-        # LibreOffice's UNO setString("") leaves the cell as it was: the empty prompt is checked by IronCalc
-        # and formulas (a user deleting the prompt in LibreOffice is not affected)
-        prompts = [p for p in corpus_for(lay) if p != ""]  # (None: the loaded prompt)
-        bad = run_corpus(run, prompts, encoding(None), lay, display_texts(None), bos_every=9)
-    finally:
-        run.close()
+    # LibreOffice's UNO setString("") leaves the cell as it was: the empty prompt is checked by IronCalc
+    # and formulas (a user deleting the prompt in LibreOffice is not affected)
+    prompts = [p for p in corpus_for(lay) if p != ""]  # (None: the loaded prompt)
+    bad = corpus_failures(path, "libreoffice", prompts, None, lay, bos_every=9)
     assert not bad, "\n".join(bad[:20])
 
 
 # ---- formulas: a representative subset, small limits --------------------------------------------------------------
 def test_subset_formulas(tmp_path):
     lay, _ = token_book(tmp_path / "small.xlsx", 50, context=4, max_word_bytes=6, max_chars=8, prompt="it's ok")
-    run = Runner(tmp_path / "small.xlsx", "formulas")
-    try:
-        bad = run_corpus(run, [None] + SUBSET, encoding(50), lay, display_texts(50), bos_every=2)
-    finally:
-        run.close()
+    bad = corpus_failures(tmp_path / "small.xlsx", "formulas", [None] + SUBSET, 50, lay, bos_every=2)
     assert not bad, "\n".join(bad)
 
 
@@ -329,16 +325,13 @@ def test_default_limits_and_decoding_ironcalc(tmp_path):
     assert (lay.N, lay.max_word_bytes, lay.max_chars) == (16, 128, 128)
     formulas, arrays = count_cells(book, {"chars", "pretokens", "bpe", "tokens"})
     assert formulas < 40_000 and arrays < 300_000, (formulas, arrays)
-    run = Runner(path, "ironcalc")
-    try:
+    with Runner(path, "ironcalc") as run:
         got = list(run.read("test_texts")[:, 0])
         want = [display(tok.token_text(i)) for i in ids]
         bad = [f"decode {i}: {g!r} != {w!r}" for i, g, w in zip(ids, got, want) if g != w]
         prompts = [None, "If today is Tuesday, tomorrow is", "a" * 128, "z" * 129, "😀" * 32, " " + "q" * 127,
                    "Mike pulls out his", "x" * 129, "ab " * 17, "y" * 120 + " end"]
         bad += run_corpus(run, prompts, encoding(None), lay, display_texts(None))
-    finally:
-        run.close()
     assert not bad, "\n".join(bad[:20])
 
 
@@ -372,11 +365,8 @@ def test_decode_every_id_of_the_cut_vocabulary(tmp_path, engine):
     ids = list(range(tok.vocab_size))
     path = tmp_path / "decode_cut.xlsx"
     decode_book(path, tok, ids)
-    s = open_workbook(path, engine)
-    try:
+    with open_workbook(path, engine) as s:
         got = list(read_name(s, path, "test_texts")[:, 0])
-    finally:
-        s.close()
     want = [display(tok.token_text(i)) for i in ids]
     bad = [(i, g, w) for i, g, w in zip(ids, got, want) if g != w]
     assert not bad, bad[:10]
@@ -390,10 +380,9 @@ def test_prediction_follows_the_typed_prompt(tmp_path, engine):
     opts = BuildOptions(prompt="the cat sat", context=N, top_k=3)
     path = tmp_path / "model.xlsx"
     write_book(build_book(model, opts), path)
-    run = Runner(path, engine)
     enc = encoding(K)
     texts = display_texts(K)
-    try:
+    with Runner(path, engine) as run:
         for text, bos in [(None, False), ("it's ok", True), ("Hello  world", False)]:
             got = run.tokenize(text, bos)
             ids = ([enc.eot_token] if bos else []) + enc.encode_ordinary(text or opts.prompt)
@@ -409,5 +398,3 @@ def test_prediction_follows_the_typed_prompt(tmp_path, engine):
         got = run.tokenize("😀😀😀")  # one pre-token, 12 bytes: more tokens than the context
         assert status_kind(got["status"]) == "tokens"
         assert run.read("next_token")[0, 0] == got["status"]
-    finally:
-        run.close()

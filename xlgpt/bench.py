@@ -181,6 +181,13 @@ def machine() -> str:
             f"numpy {np.__version__}, load average {load:.1f} at the start")
 
 
+def _section(title: str, part: dict | None, body) -> list[str]:
+    """A report section: nothing if the part did not run, its error if it failed, else body(part)."""
+    if not part:
+        return []
+    return [title, "", *([f"failed: {part['error']}", ""] if "error" in part else body(part))]
+
+
 def fmt_report(res: dict, command: str) -> str:
     lines = ["# xlgpt benchmark", "", f"Command: `{command}`  ", f"Machine: {res['machine']}  ",
              f"Date: {res['date']}", ""]
@@ -192,16 +199,11 @@ def fmt_report(res: dict, command: str) -> str:
                   f"| xlgpt (numblock deflate) | {w['ours_s']:.2f} | {w['ours_cells_per_s'] / 1e6:.2f} M | {w['ours_mb']:.1f} |",
                   f"| openpyxl write-only | {w['openpyxl_s']:.2f} | {w['openpyxl_cells_per_s'] / 1e6:.2f} M | {w['openpyxl_mb']:.1f} |",
                   "", f"Ratio: **{w['ratio']:.1f}x** faster.", ""]
-    b = res.get("build")
-    if b:
-        lines += ["## (2) Full-size build", ""]
-        if "error" in b:
-            lines += [f"failed: {b['error']}", ""]
-        else:
-            lines += [f"`xlgpt build --model {MODEL}` (GPT-2 small's shapes, {b['cells']:,} constant cells), context "
-                      f"{CONTEXT}, the live in-sheet tokenizer: load model + lay out + write + NumPy prediction.", "",
-                      "| wall s | of which writing s | CPU s | peak RSS MB | file MB |", "|---|---|---|---|---|",
-                      f"| {b['wall_s']:.1f} | {b['write_s']:.1f} | {b['cpu_s']:.1f} | {b['peak_mb']:.0f} | {b['bytes'] / 1e6:.0f} |", ""]
+    lines += _section("## (2) Full-size build", res.get("build"), lambda b: [
+        f"`xlgpt build --model {MODEL}` (GPT-2 small's shapes, {b['cells']:,} constant cells), context "
+        f"{CONTEXT}, the live in-sheet tokenizer: load model + lay out + write + NumPy prediction.", "",
+        "| wall s | of which writing s | CPU s | peak RSS MB | file MB |", "|---|---|---|---|---|",
+        f"| {b['wall_s']:.1f} | {b['write_s']:.1f} | {b['cpu_s']:.1f} | {b['peak_mb']:.0f} | {b['bytes'] / 1e6:.0f} |", ""])
     ref = res.get("reference", {})
     rows = []
     for key, label in RECALC_RUNS:
@@ -221,14 +223,10 @@ def fmt_report(res: dict, command: str) -> str:
                   f"(float32 weights): {ref.get('next_token_id')} (top-2 logit margin {ref.get('margin', float('nan')):.3g}).", "",
                   "| engine | wall s | CPU s | peak RSS MB | next_token_id | equals reference |", "|---|---|---|---|---|---|",
                   *rows, ""]
-    g = res.get("generate")
-    if g:
-        lines += ["## (4) Generation with IronCalc", ""]
-        if "error" in g:
-            lines += [f"failed: {g['error']}", ""]
-        else:
-            lines += [f"Load (from the snapshot) + first recalculation {g['load_s']:.1f} s; then **{g['s_per_token']:.2f} s per additional "
-                      f"token** ({len(g['ids'])} tokens: " + ", ".join(f"{x:.2f}" for x in g["token_s"]) + " s).", ""]
+    loaded = " (from the snapshot)" if "ironcalc_snapshot" in res else ""
+    lines += _section("## (4) Generation with IronCalc", res.get("generate"), lambda g: [
+        f"Load{loaded} + first recalculation {g['load_s']:.1f} s; then **{g['s_per_token']:.2f} s per additional "
+        f"token** ({len(g['ids'])} tokens: " + ", ".join(f"{x:.2f}" for x in g["token_s"]) + " s).", ""])
     lines += ["Wall times depend on the machine's load: the numbers above come from one run.", ""]
     return "\n".join(lines)
 

@@ -60,50 +60,36 @@ VERBS = ["moves", "walks", "runs", "talks", "speaks", "works", "sings", "reads",
          "thinks", "jumps", "climbs"]
 
 
-def _days(r: random.Random) -> tuple[str, str, str]:
-    i = r.randrange(7)
-    d = lambda k: DAYS[(i + k) % 7]  # noqa: E731
-    form = r.randrange(10)
-    if form == 0:
-        return f"If today is {d(0)}, tomorrow is", d(1), "."
-    if form == 1:
-        return f"If today is {d(0)}, yesterday was", d(-1), "."
-    if form == 2:
-        return f"Today is {d(0)}, so tomorrow is", d(1), "."
-    if form == 3:
-        return f"Yesterday was {d(0)}, so today is", d(1), "."
-    if form == 4:
-        return f"If tomorrow is {d(0)}, today is", d(-1), "."
-    if form == 5:
-        return f"The day after {d(0)} is", d(1), "."
-    if form == 6:
-        return f"The day before {d(0)} is", d(-1), "."
-    if form == 7:
-        return f"After {d(0)} comes", d(1), "."
-    if form == 8:
-        return f"Before {d(0)} comes", d(-1), "."
+# (template, offset of the answer): "{}" is the day or month the sentence starts from
+DAY_FORMS = [
+    ("If today is {}, tomorrow is", 1), ("If today is {}, yesterday was", -1), ("Today is {}, so tomorrow is", 1),
+    ("Yesterday was {}, so today is", 1), ("If tomorrow is {}, today is", -1), ("The day after {} is", 1),
+    ("The day before {} is", -1), ("After {} comes", 1), ("Before {} comes", -1),
+]
+MONTH_FORMS = [
+    ("After {} comes", 1), ("Before {} comes", -1), ("The month after {} is", 1), ("The month before {} is", -1),
+    ("If this month is {}, next month is", 1), ("If this month is {}, last month was", -1),
+]
+
+
+def _cycle(r: random.Random, names: list[str], forms: list[tuple[str, int]]) -> tuple[str, str, str]:
+    """One sentence from `forms`, or (as often as one form) a list of consecutive names to continue."""
+    i = r.randrange(len(names))
+    name = lambda k: names[(i + k) % len(names)]  # noqa: E731
+    form = r.randrange(len(forms) + 1)
+    if form < len(forms):
+        template, k = forms[form]
+        return template.format(name(0)), name(k), "."
     n = r.randint(3, 5)
-    return ", ".join(d(k) for k in range(n - 1)) + ",", d(n - 1), "."
+    return ", ".join(name(k) for k in range(n - 1)) + ",", name(n - 1), "."
+
+
+def _days(r: random.Random) -> tuple[str, str, str]:
+    return _cycle(r, DAYS, DAY_FORMS)
 
 
 def _months(r: random.Random) -> tuple[str, str, str]:
-    i = r.randrange(12)
-    m = lambda k: MONTHS[(i + k) % 12]  # noqa: E731
-    form = r.randrange(7)
-    if form == 0:
-        return f"After {m(0)} comes", m(1), "."
-    if form == 1:
-        return f"Before {m(0)} comes", m(-1), "."
-    if form == 2:
-        return f"The month after {m(0)} is", m(1), "."
-    if form == 3:
-        return f"The month before {m(0)} is", m(-1), "."
-    if form == 4:
-        return f"If this month is {m(0)}, next month is", m(1), "."
-    if form == 5:
-        return f"If this month is {m(0)}, last month was", m(-1), "."
-    n = r.randint(3, 5)
-    return ", ".join(m(k) for k in range(n - 1)) + ",", m(n - 1), "."
+    return _cycle(r, MONTHS, MONTH_FORMS)
 
 
 def _counting(r: random.Random) -> tuple[str, str, str]:
