@@ -42,10 +42,6 @@ def as_written(a: np.ndarray) -> np.ndarray:
     return np.array(flat, dtype=np.float64).reshape(a.shape)
 
 
-def reference_prediction(model: Model, ids: list[int], opts: BuildOptions) -> int:
-    return int(reference_forward(model, ids, opts)["next_token_id"][0, 0])
-
-
 def reference_forward(model: Model, ids: list[int], opts: BuildOptions) -> dict:
     small = model.config.n_params <= AS_WRITTEN_LIMIT
     params = {k: as_written(model.params[k]) for k in model.params} if small else model.params

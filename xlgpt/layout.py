@@ -48,7 +48,6 @@ class S:
     POS = Style(color="808080", size=9)
     LABEL = Style(bold=True, color="1F3864")
     NUM = Style(num_fmt="0.0000")
-    WEIGHT = Style(num_fmt="0.0000", size=10)
     PROB = Style(num_fmt="0.00%")
     INT = Style(num_fmt="0")
     INPUT = Style(fill="FFF2CC", border=True, bold=True)

@@ -16,7 +16,7 @@ import json
 import re
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -127,9 +127,6 @@ class Params(Mapping):
     def __len__(self) -> int:
         return len(self.shapes)
 
-    def materialize(self) -> "Params":
-        return Params(self.shapes, lambda n: self[n], keep=True)
-
 
 @dataclass
 class Model:
@@ -138,7 +135,6 @@ class Model:
     params: Params
     tokenizer: Tokenizer
     source: str = ""
-    notes: dict = field(default_factory=dict)
 
 
 # ---- built-in models ------------------------------------------------------------------------------

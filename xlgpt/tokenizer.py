@@ -137,10 +137,6 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return len(self.encoder)
 
-    @cached_property
-    def max_token_bytes(self) -> int:
-        return max(len(self.token_bytes(i)) for i in range(self.vocab_size))
-
     # ---- encode / decode --------------------------------------------------------------------
     def pretokenize(self, text: str) -> list[str]:
         return regex.findall(GPT2_PATTERN, text)

@@ -47,15 +47,13 @@ def _filtered_native_output():
             os.close(saved[0])
             os.close(saved[1])
         tmp.seek(0)
-        kept = dropped = 0
+        kept = 0
         for line in tmp:
             if _NOISE.match(line):
-                dropped += 1
-            elif kept < _MAX_FORWARDED_LINES:
-                kept += 1
+                continue
+            if kept < _MAX_FORWARDED_LINES:
                 sys.stderr.write(line.decode("utf-8", "replace"))
-            else:
-                kept += 1
+            kept += 1
         if kept > _MAX_FORWARDED_LINES:
             sys.stderr.write(f"(IronCalc printed {kept - _MAX_FORWARDED_LINES} more lines)\n")
     finally:

@@ -54,8 +54,3 @@ def parse_range(ref: str) -> tuple[int, int, int, int]:
 
 def cell_name(row: int, col: int) -> str:
     return f"{col_letters(col)}{row}"
-
-
-def range_name(r1: int, c1: int, r2: int, c2: int) -> str:
-    a = cell_name(r1, c1)
-    return a if (r1, c1) == (r2, c2) else f"{a}:{cell_name(r2, c2)}"

@@ -144,8 +144,3 @@ def _config(ws, r: int, lay: Layout, fields: dict[str, str]) -> int:
         r += 1
     return r
 
-
-def start_links(book: Book) -> dict[tuple[int, int], str]:
-    """(row, col) -> linked sheet, for tests and the docs."""
-    return {cell: loc.split("!")[0].strip("'") for cell, (loc, _) in book.sheet(START).links.items()}
-

@@ -45,7 +45,6 @@ def _exp_text(i: int) -> bytes:
 
 
 EXP_TEXT = [_exp_text(i) for i in range(N_EXP)]
-EXP_CHARS = np.frombuffer(b"".join(EXP_TEXT), np.uint8).reshape(N_EXP, 4)
 EXP_KEY3 = np.array([hash(t[:3]) % 1000003 for t in EXP_TEXT], np.int64)  # "e-0": case C when equal
 EXP_LAST = np.array([t[3] - 48 for t in EXP_TEXT], np.int64)
 DIG4_CHARS = np.frombuffer("".join(f"{i:04d}" for i in range(10000)).encode(), np.uint8).reshape(10000, 4)
