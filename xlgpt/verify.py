@@ -15,6 +15,7 @@ from .errors import XlgptError
 from .model import GPT2Config, param_shapes
 from .recalc import Workbook, open_book, set_prompt
 from .reference import gpt2, sample_token, top_k
+from .xlsx.reader import read_names
 
 TOLERANCE = 1e-9  # max |sheet - reference| / max(1, max |reference|), per defined name
 
@@ -43,16 +44,9 @@ def config_from_names(names: dict[str, tuple[str, str]], shape) -> GPT2Config:
 
 
 def read_params(wb: Workbook, cfg: GPT2Config) -> dict[str, np.ndarray]:
-    """Weights as stored in the file: our fast XML reader when it can, else through the engine."""
-    try:
-        from .xlsx.reader import read_named
-    except ImportError:  # pragma: no cover - reader not available
-        read_named = None
-    params = {}
-    for name, shape in param_shapes(cfg).items():
-        a = read_named(wb.path, name) if read_named else wb.numbers(name)
-        params[name] = np.asarray(a, dtype=np.float64).reshape(shape)
-    return params
+    """Weights as stored in the file (the decimals the engines parse), each sheet decompressed once."""
+    shapes = param_shapes(cfg)
+    return {name: a.reshape(shapes[name]) for name, a in read_names(wb.path, list(shapes)).items()}
 
 
 def steering(wb: Workbook, n: int) -> tuple[int, np.ndarray] | None:

@@ -268,11 +268,6 @@ def iter_cells(zf: zipfile.ZipFile, member: str, max_row: int | None = None):
 
 
 # ---- public API ----------------------------------------------------------------------------------------------
-def _stamp(path) -> tuple:
-    st = os.stat(path)
-    return (os.path.realpath(path), st.st_mtime_ns, st.st_size)
-
-
 def read_ranges(path, sheet: str, refs: list[str]) -> list[np.ndarray]:
     """Several ranges of one sheet in one pass: float64 arrays, NaN where a cell holds no number."""
     with heap_reuse():
@@ -311,9 +306,6 @@ def read_range(path, sheet: str, ref: str) -> np.ndarray:
     return read_ranges(path, sheet, [ref])[0]
 
 
-_CACHE: dict = {}  # the defined names of the sheet read last: verify reads tensor after tensor
-
-
 def read_names(path, names: list[str]) -> dict[str, np.ndarray]:
     """Several defined names, each sheet decompressed once."""
     from ..engines import defined_names
@@ -335,23 +327,5 @@ def read_names(path, names: list[str]) -> dict[str, np.ndarray]:
 
 
 def read_named(path, name: str) -> np.ndarray:
-    """The numbers of a defined name as stored. Reading a sheet once fetches all the names on it
-    (kept for the next calls: `verify` asks for the 148 tensors of a GPT-2 one by one)."""
-    from ..engines import defined_names
-
-    path = os.fspath(path)
-    stamp = _stamp(path)
-    hit = _CACHE.get("stamp") == stamp and name in _CACHE.get("arrays", {})
-    if not hit:
-        table = defined_names(path)
-        key = name if name in table else {k.lower(): k for k in table}.get(name.lower())
-        if key is None:
-            raise XlgptError(f"the workbook has no defined name {name!r}")
-        sheet = table[key][0]
-        same = [n for n, (s, _) in table.items() if s == sheet]
-        arrays = dict(zip(same, read_ranges(path, sheet, [table[n][1] for n in same])))
-        if key != name:
-            arrays[name] = arrays[key]
-        _CACHE.clear()
-        _CACHE.update(stamp=stamp, arrays=arrays)
-    return _CACHE["arrays"][name]
+    """The numbers of one defined name as stored (for many, read_names decompresses each sheet once)."""
+    return read_names(path, [name])[name]
