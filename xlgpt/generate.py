@@ -19,7 +19,6 @@ import time
 import numpy as np
 
 from .errors import XlgptError
-from .tokenizer import CHAR_BYTE
 
 
 class Generated(list):
@@ -36,30 +35,6 @@ class Generated(list):
         return float(np.mean(times)) if times else float("nan")
 
 
-def _cell(ref: str, i: int = 0) -> str:
-    """The i-th cell (down a column) of an A1 range."""
-    from .engines.refs import cell_name, parse_range
-
-    r1, c1, r2, c2 = parse_range(ref)
-    if c1 != c2 and r1 == r2:
-        return cell_name(r1, c1 + i)
-    return cell_name(r1 + i, c1)
-
-
-def _size(ref: str) -> int:
-    from .engines.refs import parse_range
-
-    r1, c1, r2, c2 = parse_range(ref)
-    return (r2 - r1 + 1) * (c2 - c1 + 1)
-
-
-def _number(v) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise XlgptError(f"the workbook computed {v!r} where a number was expected") from None
-
-
 def generate(path, n_tokens: int, engine: str = "ironcalc", temperature: float = 0.0, top_k: int = 0,
              seed: int | None = None, echo=print, show_prompt: bool = True, snapshot: bool = True) -> Generated:
     """Generate n_tokens tokens with the workbook itself; returns their ids (a Generated list).
@@ -67,10 +42,12 @@ def generate(path, n_tokens: int, engine: str = "ironcalc", temperature: float =
     echo(text) is called with the prompt's text (if show_prompt) and then each new token's text as it
     comes (with print, on one line). Raises XlgptError when the context is full."""
     from .engines import defined_names, open_workbook
+    from .engines.refs import parse_range
+    from .recalc import Workbook
 
     if n_tokens < 0:
         raise XlgptError("the number of tokens to generate must be at least 0")
-    names = defined_names(path)
+    names = defined_names(path)  # checked before the (long) load
     for need in ("tokens_ids", "n_tokens", "next_token_id", "vocab_token"):
         if need not in names:
             raise XlgptError(f"{path} is not an xlgpt GPT-2 workbook (no defined name {need!r})")
@@ -80,66 +57,57 @@ def generate(path, n_tokens: int, engine: str = "ironcalc", temperature: float =
     rng = np.random.default_rng(seed)
 
     t0 = time.perf_counter()
-    with open_workbook(path, engine, snapshot=snapshot) as s:
+    with Workbook(path, open_workbook(path, engine, snapshot=snapshot), names) as wb:
         out.load_seconds = time.perf_counter() - t0
-
-        def read1(name: str):
-            sheet, ref = names[name]
-            return s.read(sheet, _cell(ref))[0, 0]
-
-        def set1(name: str, value, i: int = 0) -> None:
-            sheet, ref = names[name]
-            s.set_cell(sheet, _cell(ref, i), value)
-
-        # the vocabulary, to print text: byte-level strings ("Ġquick") -> bytes
-        vs, vref = names["vocab_token"]
-        vocab = [v if isinstance(v, str) else "" for v in s.read(vs, vref).ravel()]
+        tok = wb.tokenizer()  # the vocabulary stored in the workbook, to print text
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
         def text_of(i: int) -> str:
-            if not 0 <= i < len(vocab):
-                raise XlgptError(f"the workbook predicted token id {i}, outside its vocabulary of {len(vocab)}")
-            return decoder.decode(bytes(CHAR_BYTE.get(ch, 63) for ch in vocab[i]))
+            if not 0 <= i < tok.vocab_size:
+                raise XlgptError(f"the workbook predicted token id {i}, outside its vocabulary of {tok.vocab_size}")
+            return decoder.decode(tok.token_bytes(i))
 
-        sampling = all(n in names for n in ("temperature", "sample_top_k", "sample_u", "sampled_token_id"))
+        def number(name: str) -> int:
+            return int(wb.numbers(name)[0, 0])
+
+        sampling = all(wb.has(n) for n in ("temperature", "sample_top_k", "sample_u", "sampled_token_id"))
         if temperature and not sampling:
             raise XlgptError("this workbook cannot sample (no temperature cell): rebuild it with a current xlgpt, "
                              "or generate with temperature 0")
         if sampling:
-            set1("temperature", float(temperature))
-            set1("sample_top_k", int(top_k))
+            wb.set("temperature", float(temperature))
+            wb.set("sample_top_k", int(top_k))
         answer = "sampled_token_id" if sampling else "next_token_id"
-        python_tokens = "tokens_input" in names
-        capacity = _size(names["tokens_ids"][1])
-        status = names.get("status")
+        python_tokens = wb.has("tokens_input")
+        r1, c1, r2, c2 = parse_range(names["tokens_ids"][1])
+        capacity = (r2 - r1 + 1) * (c2 - c1 + 1)
 
-        n = int(_number(read1("n_tokens")))
-        if status:
-            st = s.read(status[0], _cell(status[1]))[0, 0]
+        n = number("n_tokens")
+        if wb.has("status"):
+            st = wb.value("status")
             if isinstance(st, str) and st:
                 raise XlgptError(f"the workbook reports: {st}")
-        ids_sheet, ids_ref = names["tokens_ids"]
-        current = [int(_number(v)) for v in s.read(ids_sheet, ids_ref).ravel()[:n]]
+        current = [int(float(v)) for v in wb.read("tokens_ids").ravel()[:n]]  # rows past n may hold no id
         if show_prompt:
             emit("".join(text_of(i) for i in current))
         if sampling and temperature:
-            set1("sample_u", float(rng.random()))
-            s.recalc()
+            wb.set("sample_u", float(rng.random()))
+            wb.session.recalc()
         for k in range(n_tokens):
             if n >= capacity:
                 raise XlgptError(f"the context is full: the workbook holds {capacity} tokens and has {n} "
                                  f"(generated {k} of {n_tokens}); rebuild it with a larger --context")
             t = time.perf_counter()
-            new = int(_number(read1(answer)))
+            new = number(answer)
             if python_tokens:
-                set1("tokens_input", new, n)
+                wb.set("tokens_input", new, n)
             else:
-                set1("tokens_ids", new, n)
-                set1("n_tokens", n + 1)
+                wb.set("tokens_ids", new, n)
+                wb.set("n_tokens", n + 1)
             n += 1
             if sampling and temperature:
-                set1("sample_u", float(rng.random()))
-            s.recalc()
+                wb.set("sample_u", float(rng.random()))
+            wb.session.recalc()
             out.token_seconds.append(time.perf_counter() - t)
             out.append(new)
             piece = text_of(new)

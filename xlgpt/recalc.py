@@ -8,8 +8,15 @@ import numpy as np
 
 from .engines import defined_names, open_workbook
 from .engines.base import Session
+from .engines.refs import cell_name, parse_range
 from .errors import XlgptError
 from .tokenizer import EOT, Tokenizer
+
+
+def nth_cell(ref: str, i: int) -> str:
+    """The i-th cell of an A1 range: down a column, or along a row if the range is one row."""
+    r1, c1, r2, c2 = parse_range(ref)
+    return cell_name(r1, c1 + i) if r1 == r2 and c1 != c2 else cell_name(r1 + i, c1)
 
 
 @dataclass
@@ -39,9 +46,10 @@ class Workbook:
             raise XlgptError(f"{name} holds non-numbers after recalculation (e.g. {bad[0]!r}); the engine could not compute it")
         return a.astype(np.float64)
 
-    def set(self, name: str, value) -> None:
+    def set(self, name: str, value, i: int = 0) -> None:
+        """Store an input in the i-th cell of the named range (down a column, or along a row)."""
         sheet, ref = self.names[name]
-        self.session.set_cell(sheet, ref.split(":")[0], value)
+        self.session.set_cell(sheet, nth_cell(ref, i), value)
 
     def __enter__(self) -> "Workbook":
         return self
