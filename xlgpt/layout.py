@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from .model import GPT2Config
-from .xlsx.book import Book, Range, Sheet, Style
+from .xlsx.book import Book, Range, Same, Sheet, Style
 
 # ---- sheet names, in tab order ----------------------------------------------------------------------
 START, PROMPT, CHARS, PRETOKENS, BPE, TOKENS, EMBEDDINGS = "start", "prompt", "chars", "pretokens", "bpe", "tokens", "embeddings"
@@ -222,7 +222,8 @@ class Tab:
             elif isinstance(col_labels, Range):
                 for j in range(cols):
                     src = col_labels.cell(j, 0) if col_labels.shape[0] > 1 else col_labels.cell(0, j)
-                    ws.formula(hdr, col0 + j, f"={src.abs if src.sheet != self.name else src.local(False)}", S.INDEX)
+                    ws.formula(hdr, col0 + j, f"={src.abs if src.sheet != self.name else src.local(False)}", S.INDEX,
+                               value=Same(src))
             else:
                 for j, lab in enumerate(col_labels):
                     ws.write(hdr, col0 + j, lab, S.INDEX)
@@ -234,7 +235,7 @@ class Tab:
                 ws.write(hdr + 1 + i, 1, i, S.POS)
             if row_labels is not None:
                 src = row_labels.cell(i, 0)
-                ws.formula(hdr + 1 + i, 2, f"={src.abs}", S.LABEL)
+                ws.formula(hdr + 1 + i, 2, f"={src.abs}", S.LABEL, value=Same(src))
             elif row_texts is not None:
                 ws.write(hdr + 1 + i, 2, row_texts[i], S.LABEL)
         self.row = hdr + rows + 2

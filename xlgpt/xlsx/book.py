@@ -122,15 +122,42 @@ class Style:
     indent: int = 0
 
 
+class _NoValue:
+    """The expected value of a formula nobody stated (verify fails on it)."""
+
+    def __repr__(self) -> str:
+        return "NOVALUE"
+
+
+NOVALUE = _NoValue()
+
+
+@dataclass(frozen=True)
+class Same:
+    """Expected value: whatever the cell(s) of `rng` hold (a label that repeats another cell, say)."""
+
+    rng: Range
+
+
+@dataclass(frozen=True)
+class Between:
+    """Expected value: any number in [lo, hi) (RAND())."""
+
+    lo: float
+    hi: float
+
+
 @dataclass
 class Formula:
     text: str  # with or without the leading "="
+    value: object = NOVALUE  # what the formula computes: a number, str, bool, Same, Between
 
 
 @dataclass
 class ArrayFormula:
     rng: Range
     text: str
+    value: object = NOVALUE  # an array of rng's shape (or a scalar for one cell), or Same
 
 
 @dataclass
@@ -204,19 +231,25 @@ class Sheet:
         self.cells[(row, col)] = (value, style)
         return Range(self.name, row, col, row, col)
 
-    def formula(self, row: int, col: int, text: str, style: Style | None = None) -> Range:
+    def formula(self, row: int, col: int, text: str, style: Style | None = None, value=NOVALUE) -> Range:
+        """A formula and the value it must compute (verify's expectation, the file's cached value)."""
         self._check(row, col)
-        self.cells[(row, col)] = (Formula(text), style)
+        self.cells[(row, col)] = (Formula(text, _scalar(value)), style)
         return Range(self.name, row, col, row, col)
 
-    def array(self, rng: Range, text: str, style: Style | None = None) -> Range:
-        """A legacy array formula over the declared range (`{=...}` in Excel).
+    def array(self, rng: Range, text: str, style: Style | None = None, value=NOVALUE) -> Range:
+        """A legacy array formula over the declared range (`{=...}` in Excel), and the values it must compute.
 
         `style` formats only the anchor cell; the rest of the range takes its column's format
         (column_style), so no empty cells need writing (the `formulas` engine pays per cell)."""
         assert rng.sheet == self.name
         self._check(rng.r2, rng.c2)
-        self.arrays.append(ArrayFormula(rng, text))
+        if value is not NOVALUE and not isinstance(value, (Same, Between)):
+            a = np.asarray(value)
+            if a.size == 1 and rng.shape != (1, 1) and a.ndim == 0:
+                raise ValueError(f"{self.name}!{rng.a1}: one value for a {rng.shape} array formula")
+            value = a.reshape(rng.shape)
+        self.arrays.append(ArrayFormula(rng, text, value))
         if style is not None:
             value, _ = self.cells.get((rng.r1, rng.c1), (None, None))
             self.cells[(rng.r1, rng.c1)] = (value, style)
@@ -267,6 +300,16 @@ class Sheet:
             self.widths[c] = width
 
 
+def _scalar(value):
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise ValueError(f"one formula cell, {value.size} values")
+        value = value.reshape(()).item()
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        value = value.item()
+    return value
+
+
 class Book:
     def __init__(self) -> None:
         self.sheets: list[Sheet] = []
@@ -299,3 +342,47 @@ class Book:
 
     def __getitem__(self, name: str) -> Range:
         return self.names[name].named(name)
+
+    # ---- expected values ---------------------------------------------------------------------
+    def formula_cells(self):
+        """Every formula of the book: (sheet, Range it fills, the value it must compute), Same resolved.
+
+        Scalar formulas come as one-cell ranges; an array formula as its whole range."""
+        for ws in self.sheets:
+            for (r, c), (v, _) in ws.cells.items():
+                if isinstance(v, Formula):
+                    yield ws.name, Range(ws.name, r, c, r, c), self.resolve(v.value, (1, 1))
+            for af in ws.arrays:
+                yield ws.name, af.rng, self.resolve(af.value, af.rng.shape)
+
+    def resolve(self, value, shape):
+        """An expectation as an object array of `shape` (Same followed to the cells it names)."""
+        if isinstance(value, Same):
+            return self.values(value.rng).reshape(shape)
+        out = np.empty(shape, dtype=object)
+        if isinstance(value, np.ndarray):
+            out[...] = value.reshape(shape)
+        else:
+            out[...] = value
+        return out
+
+    def values(self, rng: Range) -> np.ndarray:
+        """What the cells of `rng` hold or compute: constants, formula expectations (NOVALUE where unknown)."""
+        ws = self.sheet(rng.sheet)
+        out = np.empty(rng.shape, dtype=object)
+        out[...] = None
+        for i in range(rng.shape[0]):
+            for j in range(rng.shape[1]):
+                got = ws.cells.get((rng.r1 + i, rng.c1 + j))
+                if got is not None and got[0] is not None:
+                    v = got[0]
+                    out[i, j] = self.resolve(v.value, (1, 1))[0, 0] if isinstance(v, Formula) else v
+        for af in ws.arrays:  # array outputs overlapping rng
+            a = af.rng
+            r1, r2 = max(a.r1, rng.r1), min(a.r2, rng.r2)
+            c1, c2 = max(a.c1, rng.c1), min(a.c2, rng.c2)
+            if r1 <= r2 and c1 <= c2:
+                full = self.resolve(af.value, a.shape)
+                out[r1 - rng.r1:r2 - rng.r1 + 1, c1 - rng.c1:c2 - rng.c1 + 1] = \
+                    full[r1 - a.r1:r2 - a.r1 + 1, c1 - a.c1:c2 - a.c1 + 1]
+        return out
