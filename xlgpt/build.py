@@ -4,15 +4,15 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import XlgptError
 from .model import Model, load_model
-from .reference import gpt2, sample_token
-from .stages import BuildOptions, build_book, prompt_ids
+from .reference import sample_token
+from .stages import BuildOptions, build_book, forward, prompt_ids
 from .xlsx.writer import IllegalText, write_book
 
 AS_WRITTEN_LIMIT = 5_000_000  # parameters; above this the build-time reference uses the float32 weights
@@ -43,15 +43,11 @@ def as_written(a: np.ndarray) -> np.ndarray:
 
 
 def reference_forward(model: Model, ids: list[int], opts: BuildOptions) -> dict:
+    """The values every formula computes: from the weights as written for small models (exact), float32 above."""
     small = model.config.n_params <= AS_WRITTEN_LIMIT
-    params = {k: as_written(model.params[k]) for k in model.params} if small else model.params
-    pad = model.tokenizer.eot_id if model.tokenizer.eot_id is not None else 0
-    padded = list(ids) + [pad] * (opts.context - len(ids))
-    steer = None
-    if opts.steer.on and opts.steer.vector is not None:
-        mask = np.ones((opts.context, 1)) if not opts.steer.positions else (np.arange(opts.context) < opts.steer.positions)[:, None]
-        steer = (opts.steer.layer, opts.steer.coef * np.asarray(opts.steer.vector, dtype=np.float64)[None, :] * mask)
-    return gpt2(padded, params, model.config, n_real=len(ids), steer=steer)
+    if small:
+        model = replace(model, params={k: as_written(model.params[k]) for k in model.params})
+    return forward(model, opts, ids)
 
 
 def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | None = None,
@@ -72,14 +68,14 @@ def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | N
             raise XlgptError(f"cannot write {path}: folder {path.parent} does not exist")
     if path.is_dir():
         raise XlgptError(f"cannot write {path}: it is a folder")
-    book = build_book(model, opts)
+    t = reference_forward(model, ids, opts)
+    book = build_book(model, opts, t)
     try:
         write_book(book, path, progress=progress)
     except IllegalText as e:
         raise XlgptError(f"cannot store the prompt: {e}") from e
     except OSError as e:
         raise XlgptError(f"cannot write {path}: {e.strerror or e}") from e
-    t = reference_forward(model, ids, opts)
     next_id = int(t["next_token_id"][0, 0])
     result = BuildResult(path, model, ids, next_id, model.tokenizer.token_text(next_id),
                          time.perf_counter() - t0, path.stat().st_size)

@@ -62,6 +62,7 @@ class S:
     BULLET = Style(color="404040")
     CONFIG = Style(num_fmt="#,##0", halign="left")
     PROB_LEFT = Style(num_fmt="0.00%", halign="left")
+    EPS = Style(num_fmt="0.0E+00", halign="left")
     TEXT_OUT = Style(bold=True, color="1F3864")
 
 

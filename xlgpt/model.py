@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from . import contract
 from .errors import XlgptError
 from .tokenizer import Tokenizer
 
@@ -65,36 +66,11 @@ class GPT2Config:
 
 
 def param_shapes(cfg: GPT2Config) -> dict[str, tuple[int, ...]]:
-    """Every tensor, in the order the workbook lays them out. Conv1D weights are [in, out]."""
-    C = cfg.n_embd
-    shapes = {"wte": (cfg.vocab_size, C), "wpe": (cfg.n_ctx, C)}
-    for i in range(cfg.n_layer):
-        shapes.update({
-            f"h{i}_ln_1_w": (C,), f"h{i}_ln_1_b": (C,),
-            f"h{i}_attn_c_attn_w": (C, 3 * C), f"h{i}_attn_c_attn_b": (3 * C,),
-            f"h{i}_attn_c_proj_w": (C, C), f"h{i}_attn_c_proj_b": (C,),
-            f"h{i}_ln_2_w": (C,), f"h{i}_ln_2_b": (C,),
-            f"h{i}_mlp_c_fc_w": (C, 4 * C), f"h{i}_mlp_c_fc_b": (4 * C,),
-            f"h{i}_mlp_c_proj_w": (4 * C, C), f"h{i}_mlp_c_proj_b": (C,),
-        })
-    shapes.update({"ln_f_w": (C,), "ln_f_b": (C,)})
-    return shapes
+    """Every tensor, in the order the workbook lays them out (the contract's). Conv1D weights are [in, out]."""
+    return contract.param_shapes(cfg.n_layer, cfg.n_embd, cfg.vocab_size, cfg.n_ctx)
 
 
-def hf_key(name: str) -> str:
-    """Our name -> the Hugging Face checkpoint key: h3_attn_c_attn_w -> h.3.attn.c_attn.weight."""
-    if name in ("wte", "wpe"):
-        return f"{name}.weight"
-    m = re.fullmatch(r"h(\d+)_(ln_1|ln_2|attn_c_attn|attn_c_proj|mlp_c_fc|mlp_c_proj)_([wb])", name)
-    suffix = {"w": "weight", "b": "bias"}
-    if m:
-        layer, part, wb = m.groups()
-        part = part.replace("attn_c", "attn.c").replace("mlp_c", "mlp.c")
-        return f"h.{layer}.{part}.{suffix[wb]}"
-    m = re.fullmatch(r"ln_f_([wb])", name)
-    if m:
-        return f"ln_f.{suffix[m.group(1)]}"
-    raise KeyError(name)
+hf_key = contract.hf_key
 
 
 class Params(Mapping):

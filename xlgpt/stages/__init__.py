@@ -1,7 +1,10 @@
 """Build the workbook in pipeline order, one function per stage (mirroring reference.gpt2)."""
 from __future__ import annotations
 
+from ..contract import T
 from ..errors import XlgptError
+from ..reference import gpt2, steer_add
+from ..reference import sampling as sampling_reference
 from ..layout import Layout
 from ..model import Model
 from ..xlsx.book import Book
@@ -18,7 +21,7 @@ from .start import start_tab
 from .steer import steer_tab
 from .tokens import prompt_tab, status_cell, tokens_from_python
 
-__all__ = ["BuildOptions", "Steering", "build_book", "make_layout"]
+__all__ = ["BuildOptions", "Steering", "build_book", "forward", "make_layout"]
 
 
 def make_layout(model: Model, opts: BuildOptions) -> Layout:
@@ -29,10 +32,12 @@ def make_layout(model: Model, opts: BuildOptions) -> Layout:
                   live_tokenizer=opts.live_tokenizer)
 
 
-def build_book(model: Model, opts: BuildOptions) -> Book:
+def build_book(model: Model, opts: BuildOptions, t: dict | None = None) -> Book:
+    """The whole workbook, every formula with the value it must compute (t: forward(), if already run)."""
     lay = make_layout(model, opts)
     tok = model.tokenizer
     ids = prompt_ids(model, opts)
+    t = forward(model, opts, ids) if t is None else t
     book = Book()
     texts = vocab_texts(tok)
 
@@ -43,26 +48,56 @@ def build_book(model: Model, opts: BuildOptions) -> Book:
         token_text = live_tokenizer(book, lay, tok, ptab)
     else:
         status_cell(ptab, None)
-        tokens_from_python(book, lay, ids, tok)
-        token_text = lambda ref: f"INDEX(vocab_text,{ref}+1)"  # noqa: E731
-    embeddings(book, lay)
-    x = book["embeddings_out"]
+        tokens_from_python(book, lay, ids, tok, texts)
+        token_text = VocabText(texts)
+    embeddings(book, lay, t)
+    x = book[T.embeddings_out()]
     for i in range(lay.L):
-        x = transformer_block(book, lay, i, x)
-    final_norm(book, lay, x)
-    lm_head(book, lay, texts)
-    ptab = prediction(book, lay, token_text)
-    sampling(book, lay, ptab, opts, token_text)
-    logit_lens(book, lay, token_text, texts)
-    attention_tab(book, lay)
-    steer_tab(book, lay, opts.steer)
+        x = transformer_block(book, lay, t, i, x)
+    final_norm(book, lay, t, x)
+    lm_head(book, lay, t, texts)
+    ptab = prediction(book, lay, t, token_text)
+    sampling(book, lay, t, ptab, opts, token_text)
+    logit_lens(book, lay, t, token_text, texts, typed_target=opts.lens_target is not None)
+    attention_tab(book, lay, t)
+    steer_tab(book, lay, t, opts.steer)
     parameter_tabs(book, lay, model, texts)
     vocab_tab(book, lay, tok, texts)
     order = lay.stage_sheets() + lay.param_sheets() + lay.data_sheets()
-    start_tab(book, lay, model.name, [s for s in order if any(sh.name == s for sh in book.sheets)])
+    start_tab(book, lay, model.name, [s for s in order if any(sh.name == s for sh in book.sheets)], model.source)
     book.reorder(order)
     book.active = 0  # the start tab
     return book
+
+
+class VocabText:
+    """A token's text by lookup in the vocab tab (the Python-tokenizer workbook has no decoding tabs)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+
+    def __call__(self, ref: str) -> str:
+        return f"INDEX({T.vocab_text()},{ref}+1)"
+
+    def text(self, i: int) -> str:
+        return self.texts[i]
+
+
+def forward(model: Model, opts: BuildOptions, ids: list[int]) -> dict:
+    """The NumPy reference over the workbook's rows (padded to the context), with the workbook's steering,
+    lens target and sampler: every value a formula of the workbook computes."""
+    lay = make_layout(model, opts)
+    pad = model.tokenizer.eot_id if model.tokenizer.eot_id is not None else 0
+    padded = list(ids) + [pad] * (lay.N - len(ids))
+    s = opts.steer
+    steer = None
+    if s.on and s.vector is not None:
+        steer = (s.layer, steer_add(lay.N, lay.C, True, s.coef, s.vector, s.positions)[1])
+    t = gpt2(padded, model.params, model.config, n_real=len(ids), steer=steer, lens_target=opts.lens_target,
+             lens_k=lay.top_k)
+    u = opts.seed if opts.seed is not None else opts.draw
+    t.update(sampling_reference(t[T.lm_head_logits()], opts.temperature, opts.sample_top_k, u))
+    return t
 
 
 def prompt_ids(model: Model, opts: BuildOptions) -> list[int]:

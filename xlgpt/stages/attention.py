@@ -7,7 +7,8 @@ query tokens (who looks), columns the key tokens (who is looked at), each row su
 from __future__ import annotations
 
 from ..layout import ATTENTION, Layout, S, Tab
-from ..xlsx.book import ColorScale, Range, Style
+from ..contract import T
+from ..xlsx.book import ColorScale, Range, Same, Style
 
 MAP_NUM = Style(num_fmt="0.00;-0.00;", size=9)  # exact zeros (the causal mask) show as blank
 KEY_LABEL = Style(color="1F3864", size=9, bold=True)
@@ -15,16 +16,12 @@ QUERY_LABEL = Style(color="1F3864", size=9, bold=True, halign="right")
 GAP = 1  # empty columns between maps
 
 
-def map_name(layer: int, head: int) -> str:
-    return f"attention_{layer}_h{head}"
-
-
-def attention_tab(book, lay: Layout) -> Tab:
+def attention_tab(book, lay: Layout, t: dict) -> Tab:
     N, L, H = lay.N, lay.L, lay.H
     tab = Tab(book, ATTENTION, N=N, L=L, H=H)
     ws = tab.ws
     ws.freeze = (2, 0)
-    labels = book["tokens_text"]
+    labels = book[T.tokens_text()]
     width = N + 1 + GAP  # a label column, N key columns, a gap
     top = tab.row
     height = N + 3  # title, key labels, N query rows, a gap
@@ -35,10 +32,12 @@ def attention_tab(book, lay: Layout) -> Tab:
             ws.write(r0, c0 + 1, f"block {i}, head {h}", S.SECTION)
             ws.write(r0 + 1, c0, "query \\ key", S.INDEX)
             for j in range(N):
-                ws.formula(r0 + 1, c0 + 1 + j, f"={labels.cell(j).abs}", KEY_LABEL)
-                ws.formula(r0 + 2 + j, c0, f"={labels.cell(j).abs}", QUERY_LABEL)
+                src = labels.cell(j)
+                ws.formula(r0 + 1, c0 + 1 + j, f"={src.abs}", KEY_LABEL, value=Same(src))
+                ws.formula(r0 + 2 + j, c0, f"={src.abs}", QUERY_LABEL, value=Same(src))
             rng = Range(ATTENTION, r0 + 2, c0 + 1, r0 + 1 + N, c0 + N)
-            tab.define(map_name(i, h), ws.array(rng, f"=block_{i}_attn_h{h}", MAP_NUM))
+            tab.define(T.attention_h(i, h), ws.array(rng, f"={T.block_attn_h(i, h)}", MAP_NUM,
+                                                     value=t[T.attention_h(i, h)]))
             ws.color_scales.append(ColorScale(rng, colors=("FFFFFF", "F8696B"), points=("num:0", "num:1")))
     for h in range(H):
         c0 = 1 + h * width

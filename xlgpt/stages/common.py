@@ -1,6 +1,8 @@
 """Formula pieces shared by several stages."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..layout import S, Tab
 from ..xlsx.book import ColorScale, Range, col_letter
 
@@ -29,23 +31,35 @@ def here(rng: Range, tab: Tab, absolute: bool = True) -> str:
     return rng.local(absolute) if rng.sheet == tab.name else rng.abs
 
 
-def layer_norm(tab: Tab, x: Range, w: str, b: str, out: str, title: str, labels: Range, eps: float) -> Range:
-    """mean and population variance per row, then (x - mean) / SQRT(var + eps) * w + b.   [N, C] -> [N, C]"""
+def layer_norm(tab: Tab, t: dict, x: Range, w: str, b: str, names: tuple[str, str, str], title: str,
+               labels: Range, eps: float) -> Range:
+    """mean and population variance per row, then (x - mean) / SQRT(var + eps) * w + b.   [N, C] -> [N, C]
+
+    names: the output's, its mean's and its variance's defined names (values from the reference dict t)."""
+    out, mean_name, var_name = names
     n, c = x.shape
     stats = tab.section(f"{out}: mean and variance of each row", "mean = AVERAGE(x);  var = AVERAGE((x - mean)^2)",
                         rows=n, cols=2, col_labels=["mean", "var"], row_labels=labels)
     for i in range(n):
         row = here(x.rows(i), tab)
         mean = stats.cell(i, 0)
-        tab.ws.formula(mean.r1, mean.c1, f"=AVERAGE({row})", S.NUM)
-        tab.ws.array(stats.cell(i, 1), f"=AVERAGE(({row}-${col_letter(mean.c1)}{mean.r1})^2)", S.NUM)
-    mean_col = tab.define(f"{out}_mean", stats.cols(0))
-    var_col = tab.define(f"{out}_var", stats.cols(1))
+        tab.ws.formula(mean.r1, mean.c1, f"=AVERAGE({row})", S.NUM, value=t[mean_name][i, 0])
+        tab.ws.array(stats.cell(i, 1), f"=AVERAGE(({row}-${col_letter(mean.c1)}{mean.r1})^2)", S.NUM,
+                     value=t[var_name][i, 0])
+    mean_col = tab.define(mean_name, stats.cols(0))
+    var_col = tab.define(var_name, stats.cols(1))
     formula = f"=({x.ref}-{mean_col.ref})/SQRT({var_col.ref}+{number(eps)})*{w}+{b}"
-    data = tab.section(title, formula, rows=n, cols=c, row_labels=labels)
-    tab.ws.array(data, formula, S.NUM)
-    diverging(tab, data)
-    return tab.define(out, data)
+    return tab.define(out, diverging(tab, section(tab, title, formula, t[out], labels)))
+
+
+def section(tab: Tab, title: str, formula: str, value, labels: Range | None = None, explain: str | None = None,
+            col_labels=None, style=S.NUM) -> Range:
+    """The common stage section: one array formula over [rows x cols], labelled rows, its value stated."""
+    value = np.asarray(value)
+    rows, cols = value.shape
+    sec = tab.section(title, formula if explain is None else explain, rows=rows, cols=cols, col_labels=col_labels,
+                      row_labels=labels)
+    return tab.ws.array(sec, formula, style, value=value)
 
 
 def top_id(values: str, value: str, occurrence: str) -> str:

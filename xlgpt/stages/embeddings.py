@@ -7,9 +7,10 @@ multiplications (0.6 G, seconds in IronCalc) on every recalculation; `formulas` 
 """
 from __future__ import annotations
 
-from ..layout import EMBEDDINGS, Layout, S, Tab
+from ..contract import T
+from ..layout import EMBEDDINGS, Layout, Tab
 from ..xlsx.book import col_letter
-from .common import diverging
+from .common import diverging, section
 
 ONE_HOT_LIMIT = 2_000_000  # wte cells up to which the one-hot MMULT is used
 ONE_HOT = ("=MMULT(IF(tokens_ids=TRANSPOSE(vocab_ids),1,0),wte)",
@@ -17,26 +18,27 @@ ONE_HOT = ("=MMULT(IF(tokens_ids=TRANSPOSE(vocab_ids),1,0),wte)",
 INDEX = ("=INDEX(wte,id+1,j+1)", "row id + 1, column j + 1 of wte (id from the tokens tab, j the column number above)")
 
 
-def embeddings(book, lay: Layout) -> Tab:
+def embeddings(book, lay: Layout, t: dict) -> Tab:
     one_hot = lay.V * lay.C <= ONE_HOT_LIMIT
     wte_formula, wte_explain = ONE_HOT if one_hot else INDEX
     tab = Tab(book, EMBEDDINGS, N=lay.N, C=lay.C, V=lay.V, wte_formula=wte_formula, wte_explain=wte_explain)
-    ws, labels = tab.ws, book["tokens_text"]
-    tok = tab.section("token embedding: row id of wte", wte_formula, rows=lay.N, cols=lay.C, row_labels=labels)
+    ws, labels = tab.ws, book[T.tokens_text()]
+    tok_value = t[T.embeddings_wte()]
     if one_hot:
-        ws.array(tok, wte_formula, S.NUM)
+        tok = section(tab, "token embedding: row id of wte", wte_formula, tok_value, labels)
     else:
-        ids = book["tokens_ids"]
+        tok = tab.section("token embedding: row id of wte", wte_formula, rows=lay.N, cols=lay.C, row_labels=labels)
+        ids = book[T.tokens_ids()]
         for i in range(lay.N):
             for j in range(lay.C):
                 col = f"{col_letter(tok.c1 + j)}${tok.r1 - 1}"
-                ws.formula(tok.r1 + i, tok.c1 + j, f"=INDEX(wte,{ids.cell(i).abs}+1,{col}+1)")
-    tab.define("embeddings_wte", diverging(tab, tok))
-    formula = "=MMULT(IF(positions=TRANSPOSE(wpe_positions),1,0),wpe)"
-    pos = tab.section("position embedding: row position of wpe", formula, rows=lay.N, cols=lay.C, row_labels=labels)
-    tab.define("embeddings_wpe", diverging(tab, ws.array(pos, formula, S.NUM)))
-    formula = "=embeddings_wte+embeddings_wpe"
-    out = tab.section("x = token embedding + position embedding (enters block 0)", formula,
-                      rows=lay.N, cols=lay.C, row_labels=labels)
-    tab.define("embeddings_out", diverging(tab, ws.array(out, formula, S.NUM)))
+                ws.formula(tok.r1 + i, tok.c1 + j, f"=INDEX({T.wte()},{ids.cell(i).abs}+1,{col}+1)",
+                           value=tok_value[i, j])
+    tab.define(T.embeddings_wte(), diverging(tab, tok))
+    formula = f"=MMULT(IF({T.positions()}=TRANSPOSE({T.wpe_positions()}),1,0),{T.wpe()})"
+    tab.define(T.embeddings_wpe(), diverging(tab, section(
+        tab, "position embedding: row position of wpe", formula, t[T.embeddings_wpe()], labels)))
+    formula = f"={T.embeddings_wte()}+{T.embeddings_wpe()}"
+    tab.define(T.embeddings_out(), diverging(tab, section(
+        tab, "x = token embedding + position embedding (enters block 0)", formula, t[T.embeddings_out()], labels)))
     return tab

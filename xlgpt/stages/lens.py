@@ -12,6 +12,7 @@ The last column equals the real prediction (the same row through the same ln_f).
 """
 from __future__ import annotations
 
+from ..contract import T
 from ..layout import LENS, Layout, S, Tab
 from ..xlsx.book import ColorScale, Range, col_letter
 from .common import diverging, here, layer_norm, top_id
@@ -28,11 +29,11 @@ def layer_labels(n_layer: int) -> list[str]:
 
 def lens_sources(n_layer: int) -> list[str]:
     """The defined names whose last real row each lens column reads."""
-    return [f"block_{i}_resid_pre" for i in range(n_layer)] + [f"block_{n_layer - 1}_resid_post"]
+    return [T.block_resid_pre(i) for i in range(n_layer)] + [T.block_resid_post(n_layer - 1)]
 
 
-def logit_lens(book, lay: Layout, token_text_formula, vocab_texts: list[str]) -> Tab:
-    """token_text_formula(id_ref) -> formula text (without "=") showing that token as text."""
+def logit_lens(book, lay: Layout, t: dict, token_text, vocab_texts: list[str], typed_target: bool = False) -> Tab:
+    """token_text(id_ref) -> formula text (without "=") showing that token as text; token_text.text(id) its text."""
     L, C, V, K = lay.L, lay.C, lay.V, lay.top_k
     n = L + 1
     tab = Tab(book, LENS, L=L, C=C, V=V, K=K, N=lay.N)
@@ -43,10 +44,12 @@ def logit_lens(book, lay: Layout, token_text_formula, vocab_texts: list[str]) ->
     r += 2
     # ---- the target token: by default the prediction, a learner may type any id -----------------------
     ws.write(r, 2, "Target token id", S.KEY)
-    target = tab.define("lens_target", ws.formula(r, 3, "=next_token_id", S.INPUT))
+    target_id = int(t[T.lens_target()][0, 0])
+    target = tab.define(T.lens_target(), ws.write(r, 3, target_id, S.INPUT) if typed_target else
+                        ws.formula(r, 3, f"={T.next_token_id()}", S.INPUT, value=target_id))
     ws.write(r, 4, "type any token id over the formula (=next_token_id, the model's prediction, by default)", S.NOTE)
     ws.write(r + 1, 2, "Target token", S.KEY)
-    ws.formula(r + 1, 3, f"={token_text_formula(target.ref)}", S.BIG)
+    ws.formula(r + 1, 3, f"={token_text(target.ref)}", S.BIG, value=token_text.text(target_id))
     tab.row = r + 3
 
     # ---- the target at every layer (columns = layers, like everything below) ---------------------------
@@ -58,9 +61,8 @@ def logit_lens(book, lay: Layout, token_text_formula, vocab_texts: list[str]) ->
     f_tlogit = "=MMULT(TRANSPOSE(IF(vocab_ids=lens_target,1,0)),lens_logits)"
     f_rank = "=MMULT(TRANSPOSE(IF(vocab_ids>=0,1,0)),IF(lens_logits>lens_target_logit,1,0))+1"
     f_tprob = "=EXP(lens_target_logit-lens_max)/lens_sum"
-    tab.define("lens_target_logit", ws.array(sec.rows(0), f_tlogit, S.NUM))
-    tab.define("lens_target_rank", ws.array(sec.rows(1), f_rank, S.INT))
-    tab.define("lens_target_prob", ws.array(sec.rows(2), f_tprob, S.PROB))
+    for i, name in enumerate([T.lens_target_logit(), T.lens_target_rank(), T.lens_target_prob()]):
+        tab.define(name, ws.array(sec.rows(i), [f_tlogit, f_rank, f_tprob][i], [S.NUM, S.INT, S.PROB][i], value=t[name]))
     ws.style_range(sec.rows(0), S.NUM)
     ws.style_range(sec.rows(1), S.INT)
     ws.style_range(sec.rows(2), S.PROB)
@@ -90,11 +92,11 @@ def logit_lens(book, lay: Layout, token_text_formula, vocab_texts: list[str]) ->
                       "=MMULT(TRANSPOSE(IF(positions=n_tokens-1,1,0)), block_l_resid_pre)", rows=n, cols=C,
                       positions=False, row_texts=labels)
     for i, src in enumerate(lens_sources(L)):
-        ws.array(sec.rows(i), f"=MMULT(TRANSPOSE(IF(positions=n_tokens-1,1,0)),{src})", S.NUM)
-    lens_x = tab.define("lens_x", diverging(tab, sec))
+        ws.array(sec.rows(i), f"=MMULT(TRANSPOSE(IF(positions=n_tokens-1,1,0)),{src})", S.NUM, value=t[T.lens_x()][i])
+    lens_x = tab.define(T.lens_x(), diverging(tab, sec))
     row_labels = Range(LENS, sec.r1, 2, sec.r2, 2)
-    layer_norm(tab, lens_x, "ln_f_w", "ln_f_b", "lens_ln", "lens_ln: ln_f applied to each row with its own statistics",
-               row_labels, lay.cfg.layer_norm_epsilon)
+    layer_norm(tab, t, lens_x, T.ln_f_w(), T.ln_f_b(), (T.lens_ln(), T.lens_ln_mean(), T.lens_ln_var()),
+               "lens_ln: ln_f applied to each row with its own statistics", row_labels, lay.cfg.layer_norm_epsilon)
 
     # ---- softmax statistics per column, then logits and probabilities --------------------------------------
     stats = tab.section("softmax statistics of each column", "max = MAX(column);  sum = SUM(EXP(column - max))",
@@ -106,16 +108,16 @@ def logit_lens(book, lay: Layout, token_text_formula, vocab_texts: list[str]) ->
     sec = tab.section("lens_logits | lens_probs: one row per vocabulary entry, one column per layer",
                       f"{f_logits}      {f_probs}", rows=V, cols=2 * n + 1,
                       col_labels=labels + [""] + labels, positions=False, row_texts=vocab_texts)
-    logits = tab.define("lens_logits", ws.array(sec.cols(0, n), f_logits, S.NUM))
-    probs = tab.define("lens_probs", ws.array(sec.cols(n + 1, n), f_probs, S.PROB))
+    logits = tab.define(T.lens_logits(), ws.array(sec.cols(0, n), f_logits, S.NUM, value=t[T.lens_logits()]))
+    probs = tab.define(T.lens_probs(), ws.array(sec.cols(n + 1, n), f_probs, S.PROB, value=t[T.lens_probs()]))
     ws.column_style(probs.c1, S.PROB, probs.c2)
     for j in range(n):
         col = here(logits.cols(j), tab)
         mx = stats.cell(0, j)
-        ws.formula(mx.r1, mx.c1, f"=MAX({col})", S.NUM)
-        ws.array(stats.cell(1, j), f"=SUM(EXP({col}-{here(mx, tab)}))", S.NUM)
-    tab.define("lens_max", stats.rows(0))
-    tab.define("lens_sum", stats.rows(1))
+        ws.formula(mx.r1, mx.c1, f"=MAX({col})", S.NUM, value=t[T.lens_max()][0, j])
+        ws.array(stats.cell(1, j), f"=SUM(EXP({col}-{here(mx, tab)}))", S.NUM, value=t[T.lens_sum()][0, j])
+    tab.define(T.lens_max(), stats.rows(0))
+    tab.define(T.lens_sum(), stats.rows(1))
     for v in range(V):  # column A: the token id (column B: its text)
         ws.write(sec.r1 + v, 1, v, S.POS)
 
@@ -128,18 +130,19 @@ def logit_lens(book, lay: Layout, token_text_formula, vocab_texts: list[str]) ->
             lg = logit_sec.cell(i, j)
             idc = id_sec.cell(i, j)
             lg_ref = lg.local(False)
-            ws.formula(lg.r1, lg.c1, f"=LARGE({col},{i + 1})", S.NUM)
+            top = int(t[T.lens_top_ids()][i, j])
+            ws.formula(lg.r1, lg.c1, f"=LARGE({col},{i + 1})", S.NUM, value=t[T.lens_top_logits()][i, j])
             occurrence = f"COUNTIF({first}:{lg_ref},{lg_ref})" if i else "1"
-            ws.array(idc, top_id(col, lg_ref, occurrence), S.INT)
+            ws.array(idc, top_id(col, lg_ref, occurrence), S.INT, value=top)
             p = prob_sec.cell(i, j)
-            ws.formula(p.r1, p.c1, f"=EXP({lg_ref}-{mx})/{sm}", S.PROB)
-            t = text_sec.cell(i, j)
-            ws.formula(t.r1, t.c1, f"={token_text_formula(idc.local(False))}", S.TEXT)
+            ws.formula(p.r1, p.c1, f"=EXP({lg_ref}-{mx})/{sm}", S.PROB, value=t[T.lens_top_probs()][i, j])
+            tx = text_sec.cell(i, j)
+            ws.formula(tx.r1, tx.c1, f"={token_text(idc.local(False))}", S.TEXT, value=token_text.text(top))
     ws.color_scales.append(ColorScale(prob_sec, colors=("FFFFFF", "63BE7B"), points=("num:0", "num:1")))
-    tab.define("lens_top_tokens", text_sec)
-    tab.define("lens_top_probs", prob_sec)
-    tab.define("lens_top_ids", id_sec)
-    tab.define("lens_top_logits", logit_sec)
+    tab.define(T.lens_top_tokens(), text_sec)
+    tab.define(T.lens_top_probs(), prob_sec)
+    tab.define(T.lens_top_ids(), id_sec)
+    tab.define(T.lens_top_logits(), logit_sec)
     ws.width(3, 16, 3 + 2 * n)
     ws.width(2, 22)
     return tab

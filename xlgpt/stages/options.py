@@ -32,4 +32,6 @@ class BuildOptions:
     temperature: float = 0.0
     sample_top_k: int = 0
     seed: float | None = None  # the uniform draw; None = RAND()
+    draw: float = 0.5  # with RAND(): the draw the expected (and cached) values assume; verify reads the sheet's
+    lens_target: int | None = None  # the logit lens's target token; None = the prediction (a formula)
     steer: Steering = field(default_factory=Steering)

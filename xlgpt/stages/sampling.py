@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..errors import XlgptError
+from ..contract import T
 from ..layout import Layout, S, Tab
-from ..xlsx.book import Range
+from ..xlsx.book import Between, Range
 from .options import BuildOptions
 
 ORDER = ("Inverse-CDF sampling: weights EXP((logit - max) / temperature) for the top-k tokens (ties at the k-th "
@@ -47,7 +50,7 @@ def weights(sample_t: str = "sample_t") -> str:
     return f"{keep}*EXP((lm_head_logits-sample_max)/{sample_t})"
 
 
-def sampling(book, lay: Layout, tab: Tab, opts: BuildOptions, token_text_formula) -> Range:
+def sampling(book, lay: Layout, t: dict, tab: Tab, opts: BuildOptions, token_text) -> Range:
     """Add the sampling cells below whatever the prediction tab holds so far; returns sampled_token_id."""
     check_options(opts)
     ws, V = tab.ws, lay.V
@@ -65,7 +68,7 @@ def sampling(book, lay: Layout, tab: Tab, opts: BuildOptions, token_text_formula
     for k, (name, label, value) in enumerate(inputs):
         ws.write(r + k, 2, label, S.KEY)
         if isinstance(value, str):
-            cell = ws.formula(r + k, 3, value, S.INPUT)
+            cell = ws.formula(r + k, 3, value, S.INPUT, value=Between(0.0, 1.0))
         else:
             cell = ws.write(r + k, 3, value, S.INPUT)
         tab.define(name, cell)
@@ -82,7 +85,7 @@ def sampling(book, lay: Layout, tab: Tab, opts: BuildOptions, token_text_formula
     lm = book.sheet(logits.sheet)
     w_rng = Range(logits.sheet, logits.r1, logits.c2 + 2, logits.r2, logits.c2 + 2)
     lm.write(w_rng.r1 - 1, w_rng.c1, "sampling weight", S.INDEX)
-    lm.array(w_rng, "=" + weights(), S.NUM)
+    lm.array(w_rng, "=" + weights(), S.NUM, value=t[T.sample_w()])
     lm.column_style(w_rng.c1, S.NUM)
     lm.width(w_rng.c1, 14)
     book.define("sample_w", w_rng)
@@ -102,7 +105,8 @@ def sampling(book, lay: Layout, tab: Tab, opts: BuildOptions, token_text_formula
     for k, (name, label, formula, is_array, style) in enumerate(helpers):
         ws.write(r + k, 2, label, S.LABEL)
         cell = Range(tab.name, r + k, 3, r + k, 3)
-        (ws.array(cell, formula, style) if is_array else ws.formula(r + k, 3, formula, style))
+        (ws.array(cell, formula, style, value=t[name]) if is_array else
+         ws.formula(r + k, 3, formula, style, value=t[name]))
         ws.write(r + k, 4, formula, S.FORMULA)
         tab.define(name, cell)
     r += len(helpers) + 1
@@ -115,27 +119,48 @@ def sampling(book, lay: Layout, tab: Tab, opts: BuildOptions, token_text_formula
     for j, lab in enumerate(["lo", "hi", "mid", "cumulative weight of ids 0..mid"]):
         ws.write(hdr, 3 + j, lab, S.INDEX)
     first = hdr + 1
+    search = bisection(t[T.sample_w()][:, 0], float(t[T.sample_threshold()][0, 0]), steps)
     for s in range(steps + 1):
         rr = first + s
+        lo, hi, mid, cum = search[s]
         ws.write(rr, 2, s, S.POS)
         if s == 0:
             ws.write(rr, 3, -1, S.INT)
             ws.write(rr, 4, V - 1, S.INT)
         else:
             prev = rr - 1
-            ws.formula(rr, 3, f"=IF(F{prev}>sample_threshold,C{prev},E{prev})", S.INT)
-            ws.formula(rr, 4, f"=IF(F{prev}>sample_threshold,E{prev},D{prev})", S.INT)
+            ws.formula(rr, 3, f"=IF(F{prev}>sample_threshold,C{prev},E{prev})", S.INT, value=lo)
+            ws.formula(rr, 4, f"=IF(F{prev}>sample_threshold,E{prev},D{prev})", S.INT, value=hi)
         if s < steps:
-            ws.formula(rr, 5, f"=INT((C{rr}+D{rr})/2)", S.INT)
-            ws.formula(rr, 6, f'=SUMIF(vocab_ids,"<="&E{rr},sample_w)', S.NUM)
+            ws.formula(rr, 5, f"=INT((C{rr}+D{rr})/2)", S.INT, value=mid)
+            ws.formula(rr, 6, f'=SUMIF(vocab_ids,"<="&E{rr},sample_w)', S.NUM, value=cum)
     answer = f"D{first + steps}"
     ws.write(first + steps, 5, "<- hi is the sampled id", S.NOTE)
     tab.row = first + steps + 2
 
-    sid = tab.define("sampled_token_id", ws.formula(r_out, 3, f"=IF(temperature>0,{answer},next_token_id)", S.INT))
-    tab.define("sampled_token", ws.formula(r_out + 1, 3, f'=IF(status<>"",status,{token_text_formula(sid.ref)})', S.BIG))
-    tab.define("sampled_prob", ws.formula(
-        r_out + 2, 3, "=IF(temperature>0,SUMIF(vocab_ids,sampled_token_id,sample_w)/sample_total,1)", S.PROB))
+    sampled = int(t[T.sampled_token_id()][0, 0])
+    sid = tab.define(T.sampled_token_id(), ws.formula(
+        r_out, 3, f"=IF(temperature>0,{answer},next_token_id)", S.INT, value=sampled))
+    tab.define(T.sampled_token(), ws.formula(r_out + 1, 3, f'=IF(status<>"",status,{token_text(sid.ref)})', S.BIG,
+                                             value=token_text.text(sampled)))
+    tab.define(T.sampled_prob(), ws.formula(
+        r_out + 2, 3, "=IF(temperature>0,SUMIF(vocab_ids,sampled_token_id,sample_w)/sample_total,1)", S.PROB,
+        value=t[T.sampled_prob()]))
     ws.write(r_out + 2, 4, "(1 at temperature 0: the argmax is certain)", S.NOTE)
     return sid
 
+
+
+def bisection(w, threshold: float, steps: int) -> list[tuple[int, int, int | None, float | None]]:
+    """The search table as the sheet fills it: (lo, hi, mid, cumulative weight of ids 0..mid) per step."""
+    cum = np.cumsum(w)
+    lo, hi, out = -1, len(w) - 1, []
+    for s in range(steps + 1):
+        if s < steps:
+            mid = math.floor((lo + hi) / 2)
+            c = float(cum[mid]) if mid >= 0 else 0.0
+            out.append((lo, hi, mid, c))
+            lo, hi = (lo, mid) if c > threshold else (mid, hi)
+        else:
+            out.append((lo, hi, None, None))
+    return out

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 from ..layout import LENS, PREDICTION, START, TAB_COLORS, TITLE_ROWS, Layout, S, template_text, templates
-from ..xlsx.book import Book
+from ..contract import T
+from ..xlsx.book import Book, Same
 
 AS_WRITTEN_SMALL = 5_000_000  # parameters: below this, a recalculation takes a moment
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -54,7 +55,7 @@ def tour_entries(lines: list[str], sheets: list[str], n_layer: int) -> list[tupl
     return out
 
 
-def start_tab(book: Book, lay: Layout, model_name: str, sheets: list[str]) -> None:
+def start_tab(book: Book, lay: Layout, model_name: str, sheets: list[str], source: str = "") -> None:
     """Lay out the start tab. `sheets`: every tab of the workbook, in order (links go only to these)."""
     ws = book.sheet(START)
     ws.tab_color = TAB_COLORS["start"]
@@ -89,27 +90,29 @@ def start_tab(book: Book, lay: Layout, model_name: str, sheets: list[str]) -> No
             ws.write(r, 2, " " * (len(line) - len(line.lstrip()) + 1) + text,
                      S.HEAD_FORMULA if text.startswith("=") else S.BULLET)
         elif line.strip() == "[[answer]]":
-            r = _answer(ws, r)
+            r = _answer(book, ws, r)
             continue
         elif line.strip() == "[[config]]":
-            r = _config(ws, r, lay, fields)
+            r = _config(book, ws, r, lay, fields, model_name, source)
             continue
         elif line.strip():
             ws.write(r, 2, fill(line, fields), S.TEXT)
         r += 1
 
 
-def _answer(ws, r: int) -> int:
+def _answer(book: Book, ws, r: int) -> int:
     """The prompt and the prediction, as formulas (they follow any edit)."""
     rows = [
-        ("Prompt", "=prompt", S.TEXT_OUT, ""),
-        ("Next token (GPT-2's answer)", "=next_token", S.BIG, "the most likely next token"),
-        ("its probability", "=MAX(prediction_probs)", S.PROB_LEFT, ""),
-        ("its token id", "=next_token_id", S.CONFIG, ""),
+        ("Prompt", T.prompt(), S.TEXT_OUT, ""),
+        ("Next token (GPT-2's answer)", T.next_token(), S.BIG, "the most likely next token"),
+        ("its probability", T.top_probs(), S.PROB_LEFT, ""),
+        ("its token id", T.next_token_id(), S.CONFIG, ""),
     ]
-    for label, formula, style, note in rows:
+    for label, name, style, note in rows:
         ws.write(r, 2, label, S.KEY)
-        ws.formula(r, 3, formula, style)
+        src = book[name].cell(0, 0)
+        ws.formula(r, 3, f"={name}" if src.shape == book[name].shape else f"=INDEX({name},1,1)", style,
+                   value=Same(src))
         if note:
             ws.write(r, 4, note, S.NOTE)
         r += 1
@@ -122,25 +125,33 @@ def _answer(ws, r: int) -> int:
     return r + 2
 
 
-def _config(ws, r: int, lay: Layout, fields: dict[str, str]) -> int:
+def _config(book: Book, ws, r: int, lay: Layout, fields: dict[str, str], model_name: str, source: str) -> int:
+    """The configuration as named cells: verify reads them instead of guessing from the tensors."""
     cfg = lay.cfg
     rows = [
-        ("model", fields["model"]),
-        ("parameters", fields["params"]),
-        ("blocks (n_layer)", cfg.n_layer),
-        ("heads per block (n_head)", cfg.n_head),
-        ("vector size (n_embd)", cfg.n_embd),
-        ("head size (n_embd / n_head)", cfg.head_dim),
-        ("MLP width (4 x n_embd)", 4 * cfg.n_embd),
-        ("vocabulary (vocab_size)", cfg.vocab_size),
-        ("longest context (n_ctx)", cfg.n_ctx),
-        ("token rows here (context)", lay.N),
-        ("tokenizer", "in the sheet (chars, pretokens, bpe tabs)" if lay.live_tokenizer else
+        ("model", T.model_name(), model_name),
+        ("where it came from", T.model_source(), source or model_name),
+        ("parameters", None, fields["params"]),
+        ("blocks (n_layer)", T.n_layer(), cfg.n_layer),
+        ("heads per block (n_head)", T.n_head(), cfg.n_head),
+        ("vector size (n_embd)", T.n_embd(), cfg.n_embd),
+        ("head size (n_embd / n_head)", None, cfg.head_dim),
+        ("MLP width (4 x n_embd)", None, 4 * cfg.n_embd),
+        ("vocabulary (vocab_size)", T.vocab_size(), cfg.vocab_size),
+        ("longest context (n_ctx)", T.n_ctx(), cfg.n_ctx),
+        ("layer norm epsilon", T.layer_norm_epsilon(), float(cfg.layer_norm_epsilon)),
+        ("token rows here (context)", None, lay.N),
+        ("top tokens listed", T.show_top(), lay.top_k),
+        ("prompt characters read at most", T.max_chars(), lay.max_chars),
+        ("UTF-8 bytes per word at most", T.max_word_bytes(), lay.max_word_bytes),
+        ("tokenizer", None, "in the sheet (chars, pretokens, bpe tabs)" if lay.live_tokenizer else
          "Python (token ids typed in on the tokens tab)"),
     ]
-    for label, value in rows:
+    for label, name, value in rows:
         ws.write(r, 2, label, S.KEY)
-        ws.write(r, 3, value, S.CONFIG if isinstance(value, int) else S.TEXT)
+        style = S.CONFIG if isinstance(value, int) else S.EPS if isinstance(value, float) else S.TEXT
+        cell = ws.write(r, 3, value, style)
+        if name:
+            book.define(name, cell)
         r += 1
     return r
-

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..contract import T
 from ..layout import STEER, Layout, S, Tab
+from ..reference import steer_add
 from .common import diverging
 from .options import Steering
 
@@ -26,7 +28,7 @@ HOW = [
 ]
 
 
-def steer_tab(book, lay: Layout, steer: Steering) -> Tab:
+def steer_tab(book, lay: Layout, t: dict, steer: Steering) -> Tab:
     tab = Tab(book, STEER, N=lay.N, C=lay.C, L=lay.L)
     ws, r = tab.ws, tab.row
     controls = [
@@ -60,18 +62,22 @@ def steer_tab(book, lay: Layout, steer: Steering) -> Tab:
                       positions=False)
     ws.write(sec.r1, 2, "vector", S.LABEL)
     vector = tab.define("steer_vector", diverging(tab, ws.block(sec.r1, sec.c1, (1, lay.C), vec.reshape(1, -1), S.NUM)))
-    ws.formula(r_norm, 3, "=SQRT(SUMSQ(steer_vector))", S.NUM)
-    ws.formula(r_norm + 1, 3, "=IF(steer_on,ABS(steer_coef),0)*SQRT(SUMSQ(steer_vector))", S.NUM)
-    labels = book["tokens_text"]
+    norm = float(np.sqrt(np.sum(vec ** 2)))
+    ws.formula(r_norm, 3, "=SQRT(SUMSQ(steer_vector))", S.NUM, value=norm)
+    ws.formula(r_norm + 1, 3, "=IF(steer_on,ABS(steer_coef),0)*SQRT(SUMSQ(steer_vector))", S.NUM,
+               value=abs(steer.coef) * norm if steer.on else 0.0)
+    labels = book[T.tokens_text()]
+    mask_value, add_value = steer_add(lay.N, lay.C, steer.on, steer.coef, vec, steer.positions)
     sec = tab.section("steer_mask: 1 where the vector is added", "=IF(OR(steer_positions=0, position<steer_positions), 1, 0)",
                       rows=lay.N, cols=1, col_labels=["mask"], row_labels=labels)
     for i in range(lay.N):
-        ws.formula(sec.r1 + i, sec.c1, f"=IF(OR(steer_positions=0,$A{sec.r1 + i}<steer_positions),1,0)", S.INT)
-    mask = tab.define("steer_mask", sec)
+        ws.formula(sec.r1 + i, sec.c1, f"=IF(OR(steer_positions=0,$A{sec.r1 + i}<steer_positions),1,0)", S.INT,
+                   value=int(mask_value[i, 0]))
+    mask = tab.define(T.steer_mask(), sec)
     formula = f"=IF(steer_on,steer_coef,0)*{vector.ref}*{mask.ref}"
     sec = tab.section("steer_add: what block steer_layer adds to its input", formula, rows=lay.N, cols=lay.C,
                       row_labels=labels)
-    tab.define("steer_add", diverging(tab, ws.array(sec, formula, S.NUM)))
+    tab.define(T.steer_add(), diverging(tab, ws.array(sec, formula, S.NUM, value=add_value)))
     ws.width(2, 44)
     ws.width(3, 12)
     return tab

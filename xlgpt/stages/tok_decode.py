@@ -51,6 +51,7 @@ class TokenText:
 
     def __init__(self, lay: Layout, tok: Tokenizer) -> None:
         self.lay = lay
+        self.tok = tok
         self.eot = tok.eot_id
         # <|endoftext|> is a special token shown as its name: it need not widen every block to 13 bytes
         self.D = max([len(tok.token_bytes(i)) for i in range(tok.vocab_size) if i != tok.eot_id] + [1])
@@ -58,8 +59,16 @@ class TokenText:
     def __call__(self, ref: str) -> str:
         return f"INDEX(vocab_text,{ref}+1)"
 
+    def text(self, i: int) -> str:
+        """What the vocab tab shows for token i (and the decoding blocks compute)."""
+        from .data import vocab_texts
+
+        if not hasattr(self, "_texts"):
+            self._texts = vocab_texts(self.tok)
+        return self._texts[i]
+
     def block(self, tab: Tab, ids: list[Range], labels: list[str] | None = None, col0: int | None = None,
-              title: str = "token id -> text") -> list[Range]:
+              title: str = "token id -> text", values: list[int] | None = None) -> list[Range]:
         return decode_block(tab, ids, self.D, labels, col0, title, self.eot)
 
 

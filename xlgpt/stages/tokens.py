@@ -36,7 +36,7 @@ def status_cell(tab: Tab, formula: str | None) -> Range:
     return tab.define("status", cell)
 
 
-def tokens_from_python(book, lay: Layout, ids: list[int], tok: Tokenizer) -> Tab:
+def tokens_from_python(book, lay: Layout, ids: list[int], tok: Tokenizer, texts: list[str]) -> Tab:
     """Token ids typed in as inputs: editing one flows through every later stage."""
     tab = Tab(book, TOKENS, V=lay.V, N=lay.N)
     ws = tab.ws
@@ -48,11 +48,13 @@ def tokens_from_python(book, lay: Layout, ids: list[int], tok: Tokenizer) -> Tab
     inputs, used = sec.cols(0), sec.cols(1)
     for i in range(lay.N):
         c = inputs.cell(i)
-        ws.write(c.r1, c.c1, int(ids[i]) if i < len(ids) else None, S.INPUT)
-        ws.formula(c.r1, used.c1, f"=IF(ISNUMBER({c.a1}),{c.a1},{pad})", S.INT)
-        ws.formula(c.r1, 2, f'=IF($A{c.r1}<n_tokens,INDEX(vocab_text,{used.cell(i).a1}+1),"")', S.LABEL)
+        real = i < len(ids)
+        ws.write(c.r1, c.c1, int(ids[i]) if real else None, S.INPUT)
+        ws.formula(c.r1, used.c1, f"=IF(ISNUMBER({c.a1}),{c.a1},{pad})", S.INT, value=int(ids[i]) if real else pad)
+        ws.formula(c.r1, 2, f'=IF($A{c.r1}<n_tokens,INDEX(vocab_text,{used.cell(i).a1}+1),"")', S.LABEL,
+                   value=texts[ids[i]] if real else "")
     ws.write(count_row, 2, "number of tokens", S.KEY)
-    tab.define("n_tokens", ws.formula(count_row, 3, f"=COUNT({inputs.local()})", S.INT))
+    tab.define("n_tokens", ws.formula(count_row, 3, f"=COUNT({inputs.local()})", S.INT, value=len(ids)))
     tab.define("positions", Range(TOKENS, sec.r1, 1, sec.r2, 1))
     tab.define("tokens_input", inputs)
     tab.define("tokens_ids", used)
