@@ -103,6 +103,8 @@ def forward(model: Model, opts: BuildOptions, ids: list[int]) -> dict:
 def prompt_ids(model: Model, opts: BuildOptions) -> list[int]:
     """The prompt's token ids per the Python tokenizer; too long for the context is an error."""
     tok = model.tokenizer
+    if opts.token_ids is not None and not opts.live_tokenizer:
+        return list(opts.token_ids)
     ids = tok.encode(opts.prompt)
     if opts.bos:
         if tok.eot_id is None:

@@ -329,3 +329,23 @@ def read_names(path, names: list[str]) -> dict[str, np.ndarray]:
 def read_named(path, name: str) -> np.ndarray:
     """The numbers of one defined name as stored (for many, read_names decompresses each sheet once)."""
     return read_names(path, [name])[name]
+
+
+_FORMULA_CELL = re.compile(rb'<c r="([A-Z]+)([0-9]+)"[^>]*>(?:<v>[^<]*</v>)?<f( t="array" ref="([A-Z0-9:]+)")?')
+
+
+def formula_cells(path, skip=()) -> dict[str, dict[tuple[int, int], str | None]]:
+    """Where each sheet (but those in `skip`) holds formulas: (row, col) -> its array range ("C5:D9") or None."""
+    out: dict[str, dict[tuple[int, int], str | None]] = {}
+    with zipfile.ZipFile(path) as zf:
+        for sheet, part in sheet_parts(zf).items():
+            if sheet in skip:
+                continue
+            cells: dict[tuple[int, int], str | None] = {}
+            if part:
+                xml = zf.read(part)
+                for m in _FORMULA_CELL.finditer(xml):
+                    r1, c1, _, _ = _parse_ref(m.group(1).decode() + m.group(2).decode())
+                    cells[(r1, c1)] = m.group(4).decode() if m.group(4) else None
+            out[sheet] = cells
+    return out
