@@ -6,7 +6,8 @@
         logits = read_name(s, "gpt2.xlsx", "logits")           # 2-D object array
 
 Engines: "ironcalc" (default, fast, in-process), "libreoffice" (headless soffice over UNO
-in a worker process), "formulas" (pure Python, small workbooks only).
+in a worker process), "formulas" (pure Python, small workbooks only), "gnumeric" (Gnumeric's
+library over its GObject bindings in a worker process; workbooks up to a few million cells).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ __all__ = [
     "CellError", "DEFAULT_ENGINE", "ENGINES", "Session", "defined_names", "open_workbook", "read_name",
 ]
 
-ENGINES = ("ironcalc", "libreoffice", "formulas")
+ENGINES = ("ironcalc", "libreoffice", "formulas", "gnumeric")
 DEFAULT_ENGINE = "ironcalc"
 
 
@@ -44,6 +45,9 @@ def open_workbook(path, engine: str = DEFAULT_ENGINE, progress: bool = False, sn
     if engine == "libreoffice":
         from xlgpt.engines.libreoffice import LibreOfficeSession
         return LibreOfficeSession(path, progress=progress)
+    if engine == "gnumeric":
+        from xlgpt.engines.gnumeric import GnumericSession
+        return GnumericSession(path, progress=progress)
     from xlgpt.engines.formulas_engine import FormulasSession
     return FormulasSession(path, progress=progress)
 

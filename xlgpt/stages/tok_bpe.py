@@ -128,9 +128,9 @@ def bpe_tab(book, lay: Layout, pre: Pretokens, pairs: PairHash) -> Bpe:
                 # after step 0 the row is an array formula: touch its first cell before INDEX reads another one
                 # (IronCalc's first evaluation would read 0 otherwise; elsewhere it is a no-op)
                 touch = f"{col_letter(c_grid)}{rr}*0+" if s else ""
-                left = pairs.formula(f"INDEX({xrow},{qr})", nr)
+                left = pairs.formula(f"INDEX({xrow},1,{qr})", nr)  # row and column: Gnumeric reads INDEX(row, k) as row k
                 ws.formula(rr, sc[4].c1, f"=IF(AND({qr}>=1,{qr}<{big}),{touch}{left},{big})", RANK_STYLE)
-                right = pairs.formula(nr, f"INDEX({xrow},{qr}+3)")
+                right = pairs.formula(nr, f"INDEX({xrow},1,{qr}+3)")
                 ws.formula(rr, sc[5].c1, f"=IF({qr}+2<{Lr},{touch}{right},{big})", RANK_STYLE)
             prev = (ids, ranks, sc)
         else:

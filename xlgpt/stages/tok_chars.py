@@ -96,9 +96,10 @@ def chars_tab(book, lay: Layout) -> Chars:
     for k in range(P):
         x = f"{ccode}{c.r1 + k}"
         ws.formula(c.r1 + k, nb_rng.c1, f"=IF({x}<0,0,1+({x}>=128)+({x}>=2048)+({x}>=65536))", SMALL_INT)
-    cpr = cp.local()
-    nb = nb_rng.local()
-    j = Range(CHARS, c.r1 - 1, c.c1 + 6, c.r1 - 1, c.c1 + 9).local()  # the header 1 2 3 4
+    # the header 1 2 3 4 (a row) against the characters (a column): operators broadcast everywhere, IF does not in
+    # Gnumeric, so every operand gets the full [characters x 4] shape through +0*the other
+    j_row, nb_col = Range(CHARS, c.r1 - 1, c.c1 + 6, c.r1 - 1, c.c1 + 9).local(), nb_rng.local()
+    j, nb, cpr = f"({j_row}+0*{nb_col})", f"({nb_col}+0*{j_row})", f"({cp.local()}+0*{j_row})"
     # byte j of a character of n bytes: the lead byte 256 - 2^(8-n) + INT(cp / 64^(n-1)), then 128 + the next
     # 6 bits each: INT(cp / 64^(n-j)) minus 64 x INT(cp / 64^(n-j+1))  (MOD is not array-safe in IronCalc)
     ws.array(c.cols(6, 4), f"=IF({j}>{nb},-1,IF({j}=1,IF({nb}=1,{cpr},256-2^(8-{nb})+INT({cpr}/64^({nb}-1))),"
