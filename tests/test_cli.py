@@ -50,7 +50,7 @@ def test_build_recalc_json(tmp_path, folder):
     probs = [t["prob"] for t in result["top"]]
     assert probs == sorted(probs, reverse=True) and result["top"][0]["id"] == result["next_token_id"]
     code, stdout, err = run("verify", str(out))
-    assert code == 0 and "every stage equals" in stdout, stdout + err
+    assert code == 0 and "formula cells equal their expected values" in stdout, stdout + err
 
 
 def test_missing_model_folder(tmp_path):

@@ -61,4 +61,4 @@ def test_formulas_engine_answers_a_probe(tmp_path, toy):
     result = verify(path, "formulas")
     text, ok = report(result)
     assert ok, text
-    assert result["next_token_id"] == toy.tokenizer.encode(answer)[0] == reference_next(toy, prompt, 16)
+    assert result.next_token_id == toy.tokenizer.encode(answer)[0] == reference_next(toy, prompt, 16)

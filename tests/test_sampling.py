@@ -103,7 +103,7 @@ def test_default_draw_is_rand_and_verify_checks_it():
     result = verify(path, "ironcalc")
     text, ok = report(result)
     assert ok, text
-    assert 0 <= result["sample"]["u"] < 1 and result["sample"]["sheet"] == result["sample"]["ref"]
+    assert 0 <= result.u < 1 and result.sampled[0] == result.sampled[1]
     assert "sampled token id" in text
 
 
