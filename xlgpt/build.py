@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import XlgptError
-from .model import Model, load_model
+from .model import SMALL_MODEL, Model, load_model
 from .reference import sample_token
 from .stages import BuildOptions, build_book, forward, prompt_ids
 from .xlsx.writer import IllegalText, write_book
 
-AS_WRITTEN_LIMIT = 5_000_000  # parameters; above this the build-time reference uses the float32 weights
 
 
 @dataclass
@@ -44,7 +43,7 @@ def as_written(a: np.ndarray) -> np.ndarray:
 
 def reference_forward(model: Model, ids: list[int], opts: BuildOptions) -> dict:
     """The values every formula computes: from the weights as written for small models (exact), float32 above."""
-    small = model.config.n_params <= AS_WRITTEN_LIMIT
+    small = model.config.n_params <= SMALL_MODEL
     if small:
         model = replace(model, params={k: as_written(model.params[k]) for k in model.params})
     return forward(model, opts, ids)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -123,7 +123,6 @@ class Layout:
     max_word_bytes: int = 0
     top_k: int = 10
     live_tokenizer: bool = True
-    names: dict[str, Range] = field(default_factory=dict)
 
     @property
     def N(self) -> int:

@@ -39,6 +39,10 @@ KNOWN_CONFIGS = {
 TANH_GELU = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast"}
 
 
+SMALL_MODEL = 5_000_000  # parameters: below, weights stay in memory, the reference runs on them as written,
+# and a recalculation takes a moment
+
+
 @dataclass(frozen=True)
 class GPT2Config:
     n_layer: int
@@ -217,7 +221,7 @@ def _safetensors_params(path: Path, cfg: GPT2Config) -> Params:
         except Exception as e:
             raise XlgptError(f"cannot read tensor {hf_key(name)} from {path}: {e}".splitlines()[0]) from e
 
-    keep = cfg.n_params < 5_000_000
+    keep = cfg.n_params < SMALL_MODEL
     params = Params(shapes, load, keep)
     for name, shape in shapes.items():  # check shapes from the header without reading data
         got = tuple(handle.get_slice(prefix + hf_key(name)).get_shape())

@@ -17,7 +17,6 @@ import numpy as np
 
 from . import contract
 from .contract import T
-from .engines.base import CellError
 from .engines.refs import parse_range
 from .errors import XlgptError
 from .model import GPT2Config, Model, param_shapes

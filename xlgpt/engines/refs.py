@@ -1,6 +1,8 @@
 """A1-style references: parsing and validation shared by the engines."""
 from __future__ import annotations
 
+from ..xlsx.book import col_letter
+
 import re
 
 from xlgpt.errors import XlgptError
@@ -18,12 +20,7 @@ def col_number(letters: str) -> int:
     return n
 
 
-def col_letters(n: int) -> str:
-    s = ""
-    while n:
-        n, r = divmod(n - 1, 26)
-        s = chr(65 + r) + s
-    return s
+col_letters = col_letter  # one owner: the workbook model
 
 
 def parse_cell(ref: str) -> tuple[int, int]:

@@ -11,9 +11,9 @@ import re
 
 from ..layout import LENS, PREDICTION, START, TAB_COLORS, TITLE_ROWS, Layout, S, template_text, templates
 from ..contract import T
+from ..model import SMALL_MODEL
 from ..xlsx.book import Book, Same
 
-AS_WRITTEN_SMALL = 5_000_000  # parameters: below this, a recalculation takes a moment
 _FIELD = re.compile(r"\{(\w+)\}")
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _ENTRY = re.compile(r"^- ([\w{}]+):\s*(.*)$")
@@ -22,7 +22,7 @@ _ENTRY = re.compile(r"^- ([\w{}]+):\s*(.*)$")
 def start_fields(lay: Layout, model_name: str) -> dict[str, str]:
     cfg = lay.cfg
     n = cfg.n_params
-    recalc = (f"This workbook ({n:,} parameters) recalculates in a second or two." if n < AS_WRITTEN_SMALL else
+    recalc = (f"This workbook ({n:,} parameters) recalculates in a second or two." if n < SMALL_MODEL else
               f"This workbook holds {n:,} parameters: see the next line before you edit anything.")
     return {"model": model_name, "params": f"{n:,}", "L": str(cfg.n_layer), "H": str(cfg.n_head),
             "C": str(cfg.n_embd), "D": str(cfg.head_dim), "F": str(4 * cfg.n_embd), "V": f"{cfg.vocab_size:,}",
