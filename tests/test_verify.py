@@ -233,7 +233,7 @@ def test_hub_layout_epsilon_workbook_equals_transformers(tmp_path, hub_folder):
     prompt = "Mike is quick. He"
     ids = model.tokenizer.encode(prompt)
     path = tmp_path / "hub.xlsx"
-    write_book(build_book(model, BuildOptions(prompt=prompt, context=8, live_tokenizer=False)), path)
+    write_book(build_book(model, BuildOptions(prompt=prompt, context=16, live_tokenizer=False)), path)
     result = verify(path, "ironcalc")
     text, ok = report(result)
     assert ok, text
@@ -251,7 +251,7 @@ def test_hub_layout_epsilon_workbook_equals_transformers(tmp_path, hub_folder):
 def test_hub_layout_epsilon_workbook_verifies_in_other_engines(tmp_path, hub_folder, engine):
     folder, _ = hub_folder
     path = tmp_path / "hub.xlsx"
-    write_book(build_book(load_model(str(folder)), BuildOptions(prompt="Mike is quick. He", context=8,
+    write_book(build_book(load_model(str(folder)), BuildOptions(prompt="Mike is quick. He", context=16,
                                                                  live_tokenizer=False)), path)
     text, ok = report(verify(path, engine))
     assert ok, text
