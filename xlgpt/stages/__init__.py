@@ -40,10 +40,10 @@ def build_book(model: Model, opts: BuildOptions) -> Book:
     if opts.live_tokenizer:
         from .tokenizer import live_tokenizer
 
-        token_text = live_tokenizer(book, lay, tok, ptab)
+        token_text = live_tokenizer(book, lay, tok, ptab, opts.prompt, opts.bos)
     else:
         status_cell(ptab, None)
-        tokens_from_python(book, lay, ids, tok)
+        tokens_from_python(book, lay, ids, tok, texts)
         token_text = lambda ref: f"INDEX(vocab_text,{ref}+1)"  # noqa: E731
     embeddings(book, lay)
     x = book["embeddings_out"]

@@ -38,8 +38,9 @@ def lm_head(book, lay: Layout, vocab_texts: list[str]) -> Tab:
     return tab
 
 
-def prediction(book, lay: Layout, token_text_formula) -> Tab:
-    """token_text_formula(id_ref) -> formula text showing that token as text."""
+def prediction(book, lay: Layout, token_text_formula, ids: list[int] | None = None) -> Tab:
+    """token_text_formula(id_ref) -> formula text showing that token as text. ids: the next token's id and the
+    top-k ids the workbook computes (the decoding's expected values; None: not given)."""
     tab = Tab(book, PREDICTION, V=lay.V, K=lay.top_k)
     ws, r = tab.ws, tab.row
     ws.write(r, 2, "Next token id", S.KEY)
@@ -65,7 +66,7 @@ def prediction(book, lay: Layout, token_text_formula) -> Tab:
     block = getattr(token_text_formula, "block", None)
     if block is not None:  # the live tokenizer decodes these ids in formulas, in columns right of the chart
         texts = block(tab, [nid] + [sec.cell(i, 1) for i in range(k)], labels=["next"] + [str(i + 1) for i in range(k)],
-                      col0=19, title="decoding the predicted tokens")
+                      col0=19, title="decoding the predicted tokens", ids=ids)
         ws.formula(r + 1, 3, f'=IF(status<>"",status,{texts[0].local(False)})', S.BIG)
         for i in range(k):
             ws.formula(sec.r1 + i, sec.c1 + 3, f"={texts[i + 1].local(False)}", S.TEXT)
