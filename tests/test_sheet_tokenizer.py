@@ -100,7 +100,7 @@ def token_book(path: Path, k: int | None, context: int, max_word_bytes: int, max
     lay = make_layout(model, opts)
     book = Book()
     ptab = prompt_tab(book, lay, opts)
-    token_text = live_tokenizer(book, lay, tok, ptab)
+    token_text = live_tokenizer(book, lay, tok, ptab, prompt, False)
     vocab_tab(book, lay, tok, vocab_texts(tok))
     if decode_ids:
         ws = book.sheet("ids")

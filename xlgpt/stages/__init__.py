@@ -45,7 +45,7 @@ def build_book(model: Model, opts: BuildOptions, t: dict | None = None) -> Book:
     if opts.live_tokenizer:
         from .tokenizer import live_tokenizer
 
-        token_text = live_tokenizer(book, lay, tok, ptab)
+        token_text = live_tokenizer(book, lay, tok, ptab, opts.prompt, opts.bos)
     else:
         status_cell(ptab, None)
         tokens_from_python(book, lay, ids, tok, texts)

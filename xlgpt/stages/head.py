@@ -58,7 +58,7 @@ def prediction(book, lay: Layout, t: dict, token_text) -> Tab:
     block = getattr(token_text, "block", None)
     if block is not None:  # the live tokenizer decodes these ids in formulas, in columns right of the chart
         cells = block(tab, [nid] + [sec.cell(i, 1) for i in range(k)], labels=["next"] + [str(i + 1) for i in range(k)],
-                      col0=19, title="decoding the predicted tokens", values=[nid_value] + top_ids)
+                      col0=19, title="decoding the predicted tokens", ids=[nid_value] + top_ids)
         texts = [c.local(False) for c in cells]
     status = T.status()
     ws.formula(r + 1, 3, f'=IF({status}<>"",{status},{texts[0]})', S.BIG, value=token_text.text(nid_value))

@@ -16,11 +16,15 @@ A pre-token of n bytes needs at most n-1 merges, so M-1 steps always finish. A r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..layout import BPE, Layout, S, Tab
 from ..xlsx.book import Range, col_letter
 from .tok_data import ID_STYLE, NO_MERGE, RANK_STYLE, PairHash
 from .tok_pretokens import Pretokens
+
+if TYPE_CHECKING:  # (tok_model reads width from here)
+    from .tok_model import BpeSteps
 
 SCALARS = ["length", "lowest rank", "merge at", "new id", "left pair", "right pair"]
 GAP = 1  # an empty column between the per-row numbers and the grid
@@ -37,7 +41,8 @@ def width(lay: Layout, s: int) -> int:
     return max(lay.max_word_bytes - s, lay.N)
 
 
-def bpe_tab(book, lay: Layout, pre: Pretokens, pairs: PairHash) -> Bpe:
+def bpe_tab(book, lay: Layout, pre: Pretokens, pairs: PairHash, m: BpeSteps) -> Bpe:
+    """m: what each cell computes for the prompt the workbook is built with."""
     T, M, N = lay.N, lay.max_word_bytes, lay.N
     steps = max(M - 1, 0)
     tab = Tab(book, BPE, N=T, M=M, steps=steps)
@@ -51,6 +56,7 @@ def bpe_tab(book, lay: Layout, pre: Pretokens, pairs: PairHash) -> Bpe:
     for s in range(steps + 1):
         W = width(lay, s)
         last = s == steps
+        ms = m.steps[s]
         title = f"step {s}: " + ("each byte's token id" if s == 0 else
                                  "token ids (blank: the row finished earlier)")
         explain = ("=VLOOKUP(byte, bytes_table, 5, FALSE): the byte's token id" if s == 0 else
@@ -74,10 +80,10 @@ def bpe_tab(book, lay: Layout, pre: Pretokens, pairs: PairHash) -> Bpe:
         for t in range(T):
             rr = ids_sec.r1 + t
             if s == 0:
-                ws.formula(rr, L.c1, f"=MIN({pre.blen.cell(t).abs},{M})", S.INT)
+                ws.formula(rr, L.c1, f"=MIN({pre.blen.cell(t).abs},{M})", S.INT, value=ms.length[t])
             else:
                 pL, pm = prev[2][0].cell(t).local(False), prev[2][1].cell(t).local(False)
-                ws.formula(rr, L.c1, f"=IF({pm}<{big},{pL}-1,{pL})", S.INT)
+                ws.formula(rr, L.c1, f"=IF({pm}<{big},{pL}-1,{pL})", S.INT, value=ms.length[t])
         if s == 0:
             L0 = L
         # ---- the grid of this step ----
@@ -88,14 +94,15 @@ def bpe_tab(book, lay: Layout, pre: Pretokens, pairs: PairHash) -> Bpe:
                 boff = pre.boff.cell(t).abs
                 for j in range(W):
                     byte = f"INDEX(prompt_bytes,{boff}+{j + 1})"
-                    ws.formula(rr, c_grid + j, f"=IF({j}<{Lr},VLOOKUP({byte},bytes_table,5,FALSE),-1)", ID_STYLE)
+                    ws.formula(rr, c_grid + j, f"=IF({j}<{Lr},VLOOKUP({byte},bytes_table,5,FALSE),-1)", ID_STYLE,
+                               value=ms.ids[t][j])
                 if not last:
                     rk = rk_sec.r1 + t
                     for j in range(W):
                         a = f"{col_letter(c_grid + j)}{rr}"
                         b = f"{col_letter(c_grid + j + 1)}{rr}"
                         f = pairs.formula(a, b) if j + 1 < W else str(big)
-                        ws.formula(rk, c_grid + j, f"=IF({j + 1}<{Lr},{f},{big})", RANK_STYLE)
+                        ws.formula(rk, c_grid + j, f"=IF({j + 1}<{Lr},{f},{big})", RANK_STYLE, value=ms.ranks[t][j])
         else:
             p_ids, p_ranks, p_sc = prev
             # one array formula per row; a row that finished before (merge at = "–") is one blank scalar
@@ -105,12 +112,13 @@ def bpe_tab(book, lay: Layout, pre: Pretokens, pairs: PairHash) -> Bpe:
                 x0 = p_ids.sub(t, 0, 1, W).local()
                 x1 = p_ids.sub(t, 1, 1, W).local()
                 ws.array(ids.rows(t), f"=IF({q}>={big},-1,IF({j_ids}>={Lc},-1,IF({j_ids}<{q},{x0},"
-                                      f"IF({j_ids}={q},{nid},{x1}))))", ID_STYLE)
+                                      f"IF({j_ids}={q},{nid},{x1}))))", ID_STYLE, value=[ms.ids[t]])
                 if not last:
                     r0 = p_ranks.sub(t, 0, 1, W).local()
                     r1 = p_ranks.sub(t, 1, 1, W).local()
                     ws.array(ranks.rows(t), f"=IF({q}>={big},{big},IF({j_rk}+1>={Lc},{big},IF({j_rk}+1<{q},{r0},"
-                                            f"IF({j_rk}+1={q},{lr},IF({j_rk}={q},{rr_},{r1})))))", RANK_STYLE)
+                                            f"IF({j_rk}+1={q},{lr},IF({j_rk}={q},{rr_},{r1})))))", RANK_STYLE,
+                             value=[ms.ranks[t]])
         # ---- this step's merge, per row ----
         sc = [ids_sec.cols(k) for k in range(ns)]
         if not last:
@@ -122,16 +130,17 @@ def bpe_tab(book, lay: Layout, pre: Pretokens, pairs: PairHash) -> Bpe:
                 low = f"MIN({rrow})"
                 if s:  # a finished row stays finished
                     low = f"IF({prev[2][2].cell(t).local(False)}>={big},{big},{low})"
-                ws.formula(rr, sc[1].c1, f"={low}", RANK_STYLE)
-                ws.formula(rr, sc[2].c1, f"=IF({mr}<{big},MATCH({mr},{rrow},0)-1,{big})", RANK_STYLE)
-                ws.formula(rr, sc[3].c1, f"=IF({mr}<{big},INDEX(merges_id,{mr}+1),-1)", ID_STYLE)
+                ws.formula(rr, sc[1].c1, f"={low}", RANK_STYLE, value=ms.low[t])
+                ws.formula(rr, sc[2].c1, f"=IF({mr}<{big},MATCH({mr},{rrow},0)-1,{big})", RANK_STYLE, value=ms.at[t])
+                ws.formula(rr, sc[3].c1, f"=IF({mr}<{big},INDEX(merges_id,{mr}+1),-1)", ID_STYLE, value=ms.new_id[t])
                 # after step 0 the row is an array formula: touch its first cell before INDEX reads another one
                 # (IronCalc's first evaluation would read 0 otherwise; elsewhere it is a no-op)
                 touch = f"{col_letter(c_grid)}{rr}*0+" if s else ""
                 left = pairs.formula(f"INDEX({xrow},1,{qr})", nr)  # row and column: Gnumeric reads INDEX(row, k) as row k
-                ws.formula(rr, sc[4].c1, f"=IF(AND({qr}>=1,{qr}<{big}),{touch}{left},{big})", RANK_STYLE)
+                ws.formula(rr, sc[4].c1, f"=IF(AND({qr}>=1,{qr}<{big}),{touch}{left},{big})", RANK_STYLE,
+                           value=ms.left[t])
                 right = pairs.formula(nr, f"INDEX({xrow},1,{qr}+3)")
-                ws.formula(rr, sc[5].c1, f"=IF({qr}+2<{Lr},{touch}{right},{big})", RANK_STYLE)
+                ws.formula(rr, sc[5].c1, f"=IF({qr}+2<{Lr},{touch}{right},{big})", RANK_STYLE, value=ms.right[t])
             prev = (ids, ranks, sc)
         else:
             length = L
@@ -148,12 +157,13 @@ def bpe_tab(book, lay: Layout, pre: Pretokens, pairs: PairHash) -> Bpe:
     final = Range(BPE, fin.r1, fin.c1 + 2 + GAP, fin.r2, fin.c1 + 2 + GAP + N - 1)
     for t in range(T):
         rr = fin.r1 + t
-        ws.formula(rr, fin.c1, f"={length.cell(t).local(False)}", S.INT)
-        ws.formula(rr, fin.c1 + 1, f"={L0.cell(t).local(False)}-{length.cell(t).local(False)}", S.INT)
+        ws.formula(rr, fin.c1, f"={length.cell(t).local(False)}", S.INT, value=m.length[t])
+        ws.formula(rr, fin.c1 + 1, f"={L0.cell(t).local(False)}-{length.cell(t).local(False)}", S.INT,
+                   value=m.band[t])
         for j in range(N):
             at = f"$D{rr}*{stride}+{t + 1}"
             ws.formula(rr, final.c1 + j, f"=IF({j}<$C{rr},INDEX({region},{at},1)*0+INDEX({region},{at},{j + 1}),-1)",
-                       ID_STYLE)
+                       ID_STYLE, value=m.final[t][j])
     ws.width(3, 8, 2 + ns)
     ws.width(3 + ns, 2)
     ws.width(c_grid, 6, c_grid + width(lay, 0) - 1)

@@ -12,10 +12,14 @@ bytes [4P]: the prompt's UTF-8 bytes one per row (the byte g lies in the last ch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..layout import CHARS, Layout, S, Tab
 from ..xlsx.book import Range, col_letter
 from .tok_data import ID_STYLE, SMALL_INT
+
+if TYPE_CHECKING:
+    from .tok_model import CharSteps
 
 _SHOWN = "IF({c}<0,\"\",IFERROR(UNICHAR(IF({c}<32,{c}+9216,IF({c}=127,9249,{c}))),\"?\"))"
 
@@ -39,7 +43,8 @@ class Chars:
     bytes: Range  # [4P] the prompt's bytes
 
 
-def chars_tab(book, lay: Layout) -> Chars:
+def chars_tab(book, lay: Layout, m: CharSteps) -> Chars:
+    """m: what each cell computes for the prompt the workbook is built with."""
     P = lay.max_chars
     tab = Tab(book, CHARS, P=P, B=4 * P)
     ws = tab.ws
@@ -59,17 +64,18 @@ def chars_tab(book, lay: Layout) -> Chars:
     cu, cc, ccp, ck, cn = (col_letter(u.c1 + j) for j in range(5))
     for i in range(P):
         rr = u.r1 + i
-        ws.formula(rr, u.c1, f'=IF($A{rr}<prompt_units,MID(prompt,$A{rr}+1,1),"")', S.TEXT)
+        ws.formula(rr, u.c1, f'=IF($A{rr}<prompt_units,MID(prompt,$A{rr}+1,1),"")', S.TEXT, value=m.unit_text[i])
         ws.formula(rr, u.c1 + 1, f"=IF($A{rr}>=prompt_units,-1,IFERROR(UNICODE({cu}{rr}),"
                                  f"IFERROR(UNICODE(MID(prompt,$A{rr}+1,2)),"
-                                 f'IFERROR(UNICODE("a")*0-2,CODE({cu}{rr})))))', SMALL_INT)
+                                 f'IFERROR(UNICODE("a")*0-2,CODE({cu}{rr})))))', SMALL_INT, value=m.unit_code[i])
         # (should UNICODE give the halves of a pair instead of #VALUE!, this joins them)
         nxt = f"{cc}{rr + 1}" if i + 1 < P else "56320"
         ws.formula(rr, u.c1 + 2, f"=IF(AND({cc}{rr}>=55296,{cc}{rr}<=56319),({cc}{rr}-55296)*1024+{nxt}-56320+65536,"
-                                 f"{cc}{rr})", SMALL_INT)
-        ws.formula(rr, u.c1 + 3, f"=IF(OR({cc}{rr}<0,AND({cc}{rr}>=56320,{cc}{rr}<=57343)),0,1)", SMALL_INT)
+                                 f"{cc}{rr})", SMALL_INT, value=m.unit_cp[i])
+        ws.formula(rr, u.c1 + 3, f"=IF(OR({cc}{rr}<0,AND({cc}{rr}>=56320,{cc}{rr}<=57343)),0,1)", SMALL_INT,
+                   value=m.unit_is_char[i])
         prev = f"{cn}{rr - 1}+" if i else ""
-        ws.formula(rr, u.c1 + 4, f"={prev}{ck}{rr}", SMALL_INT)
+        ws.formula(rr, u.c1 + 4, f"={prev}{ck}{rr}", SMALL_INT, value=m.unit_count[i])
     unit_cp = u.cols(2)
     count = u.cols(4)
 
@@ -84,18 +90,20 @@ def chars_tab(book, lay: Layout) -> Chars:
     count_ref = count.local()
     for k in range(P):
         rr = c.r1 + k
-        ws.formula(rr, 2, "=" + shown_char(f"{ccode}{rr}"), S.LABEL)
-        ws.formula(rr, c.c1, f"=IFERROR(MATCH($A{rr}+1,{count_ref},0),prompt_units+1)", SMALL_INT)
+        ws.formula(rr, 2, "=" + shown_char(f"{ccode}{rr}"), S.LABEL, value=m.shown[k])
+        ws.formula(rr, c.c1, f"=IFERROR(MATCH($A{rr}+1,{count_ref},0),prompt_units+1)", SMALL_INT, value=m.unit[k])
         ws.formula(rr, c.c1 + 1, f"=IF({cunit}{rr}<=MIN(prompt_units,{P}),INDEX({unit_cp.local()},{cunit}{rr}),-1)",
-                   SMALL_INT)
-        ws.formula(rr, c.c1 + 2, f"=IF({ccode}{rr}<0,0,VLOOKUP({ccode}{rr},unicode_table,2,TRUE))", SMALL_INT)
-        ws.formula(rr, c.c1 + 3, f'=IF({ccls}{rr}=0,"",MID("LNSO",{ccls}{rr},1))', S.TEXT)
-        ws.formula(rr, c.c1 + 5, f"={coff}{rr - 1}+{cnb}{rr - 1}" if k else "=0", SMALL_INT)
+                   SMALL_INT, value=m.cp[k])
+        ws.formula(rr, c.c1 + 2, f"=IF({ccode}{rr}<0,0,VLOOKUP({ccode}{rr},unicode_table,2,TRUE))", SMALL_INT,
+                   value=m.cls[k])
+        ws.formula(rr, c.c1 + 3, f'=IF({ccls}{rr}=0,"",MID("LNSO",{ccls}{rr},1))', S.TEXT, value=m.letter[k])
+        ws.formula(rr, c.c1 + 5, f"={coff}{rr - 1}+{cnb}{rr - 1}" if k else "=0", SMALL_INT, value=m.boff[k])
     cp = c.cols(1)
     nb_rng = c.cols(4)
     for k in range(P):
         x = f"{ccode}{c.r1 + k}"
-        ws.formula(c.r1 + k, nb_rng.c1, f"=IF({x}<0,0,1+({x}>=128)+({x}>=2048)+({x}>=65536))", SMALL_INT)
+        ws.formula(c.r1 + k, nb_rng.c1, f"=IF({x}<0,0,1+({x}>=128)+({x}>=2048)+({x}>=65536))", SMALL_INT,
+                   value=m.nb[k])
     # the header 1 2 3 4 (a row) against the characters (a column): operators broadcast everywhere, IF does not in
     # Gnumeric, so every operand gets the full [characters x 4] shape through +0*the other
     j_row, nb_col = Range(CHARS, c.r1 - 1, c.c1 + 6, c.r1 - 1, c.c1 + 9).local(), nb_rng.local()
@@ -103,12 +111,13 @@ def chars_tab(book, lay: Layout) -> Chars:
     # byte j of a character of n bytes: the lead byte 256 - 2^(8-n) + INT(cp / 64^(n-1)), then 128 + the next
     # 6 bits each: INT(cp / 64^(n-j)) minus 64 x INT(cp / 64^(n-j+1))  (MOD is not array-safe in IronCalc)
     ws.array(c.cols(6, 4), f"=IF({j}>{nb},-1,IF({j}=1,IF({nb}=1,{cpr},256-2^(8-{nb})+INT({cpr}/64^({nb}-1))),"
-                           f"128+INT({cpr}/64^({nb}-{j}))-64*INT({cpr}/64^({nb}-{j}+1))))", ID_STYLE)
+                           f"128+INT({cpr}/64^({nb}-{j}))-64*INT({cpr}/64^({nb}-{j}+1))))", ID_STYLE,
+             value=m.bytes4)
     boff = c.cols(5)
     last = c.r1 + P - 1
-    ws.formula(cells["n_chars"].r1, 3, f"={cn}{u.r1 + P - 1}", S.INT)
-    ws.formula(cells["n_bytes"].r1, 3, f"={coff}{last}+{cnb}{last}", S.INT)
-    ws.formula(cells["prompt_units"].r1, 3, "=LEN(prompt)", S.INT)
+    ws.formula(cells["n_chars"].r1, 3, f"={cn}{u.r1 + P - 1}", S.INT, value=m.n_chars)
+    ws.formula(cells["n_bytes"].r1, 3, f"={coff}{last}+{cnb}{last}", S.INT, value=m.n_bytes)
+    ws.formula(cells["prompt_units"].r1, 3, "=LEN(prompt)", S.INT, value=m.prompt_units)
     for name, rng in cells.items():
         book.define(name, rng)
     book.define("chars_cp", cp)
@@ -127,11 +136,11 @@ def chars_tab(book, lay: Layout) -> Chars:
     anchor = Range(CHARS, c.r1, c.c1 + 6, c.r1, c.c1 + 6).local()
     for g in range(B):
         rr = b.r1 + g
-        ws.formula(rr, b.c1, f"=IF($A{rr}<n_bytes,MATCH($A{rr},chars_boff,1)-1,-1)", ID_STYLE)
+        ws.formula(rr, b.c1, f"=IF($A{rr}<n_bytes,MATCH($A{rr},chars_boff,1)-1,-1)", ID_STYLE, value=m.byte_char[g])
         # {anchor}*0: IronCalc's first evaluation reads a cell of an array formula through INDEX as 0 unless the
         # array formula (its top-left cell) was evaluated first
         ws.formula(rr, b.c1 + 1, f"=IF({cch}{rr}<0,-1,{anchor}*0+INDEX(chars_bytes,{cch}{rr}+1,$A{rr}-INDEX(chars_boff,"
-                                 f"{cch}{rr}+1)+1))", ID_STYLE)
+                                 f"{cch}{rr}+1)+1))", ID_STYLE, value=m.byte[g])
     book.define("prompt_bytes", b.cols(1))
     ws.width(3, 9, 3 + 12)
     return Chars(book["prompt_units"], book["n_chars"], book["n_bytes"], cp, c.cols(2), Range(CHARS, c.r1, 2, last, 2),

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from ..layout import DATA_COL, Layout, S, Tab
 from ..tokenizer import BYTE_CHAR, EOT, Tokenizer
-from ..xlsx.book import Range, col_letter
+from ..xlsx.book import NOVALUE, Range, Same, col_letter
 from .tok_data import ID_STYLE, SMALL_INT
+from .tok_model import DecodeSteps, decode_steps
 
 PAD = 3  # extra byte columns so that bytes j+1..j+3 exist for the last j
 SPLIT = 16  # bytes beyond this are computed only for tokens that long
@@ -67,17 +68,26 @@ class TokenText:
             self._texts = vocab_texts(self.tok)
         return self._texts[i]
 
-    def block(self, tab: Tab, ids: list[Range], labels: list[str] | None = None, col0: int | None = None,
-              title: str = "token id -> text", values: list[int] | None = None) -> list[Range]:
-        return decode_block(tab, ids, self.D, labels, col0, title, self.eot)
+    def block(self, tab: Tab, id_cells: list[Range], labels: list[str] | None = None, col0: int | None = None,
+              title: str = "token id -> text", ids: list[int] | None = None) -> list[Range]:
+        """ids: the ids id_cells hold when the workbook is built (each cell's expected value; None: not known)."""
+        steps = None if ids is None else decode_steps(self.tok, ids, self.D)
+        return decode_block(tab, id_cells, self.D, labels, col0, title, self.eot, steps)
 
 
 def decode_block(tab: Tab, ids: list[Range], D: int, labels: list[str] | None = None, col0: int | None = None,
-                 title: str = "token id -> text", eot: int | None = None) -> list[Range]:
+                 title: str = "token id -> text", eot: int | None = None, m: DecodeSteps | None = None) -> list[Range]:
     """Sections on `tab` with one row per id, from tab.row downwards (col0 None: the tab's usual columns, and
     tab.row moves past them), or from tab.row at column col0 (tab.row stays: the block sits to the right of
-    whatever comes next). Returns each id's text cell."""
+    whatever comes next). Returns each id's text cell. m: what the cells compute (None: NOVALUE)."""
     ws, n = tab.ws, len(ids)
+
+    def value(field: str, i: int, j: int | None = None, z: int | None = None):
+        """m.field of id i (at byte j; bytes j..z-1 as a row)."""
+        if m is None:
+            return NOVALUE
+        v = getattr(m, field)[i]
+        return v if j is None else v[j] if z is None else [v[j:z]]
     c0 = DATA_COL if col0 is None else col0
     row = tab.row
 
@@ -117,14 +127,15 @@ def decode_block(tab: Tab, ids: list[Range], D: int, labels: list[str] | None = 
     out = []
     for i, ref in enumerate(ids):
         r = head.r1 + i
-        ws.formula(r, c0, f"={ref.abs if ref.sheet != tab.name else ref.local(False)}", S.INT)
-        ws.formula(r, c0 + 1, f"=INDEX(vocab_token,{cid}{r}+1)", S.TEXT)
-        ws.formula(r, c0 + 2, f"=LEN({cstored}{r})", S.INT)
+        ws.formula(r, c0, f"={ref.abs if ref.sheet != tab.name else ref.local(False)}", S.INT, value=Same(ref))
+        ws.formula(r, c0 + 1, f"=INDEX(vocab_token,{cid}{r}+1)", S.TEXT, value=value("stored", i))
+        ws.formula(r, c0 + 2, f"=LEN({cstored}{r})", S.INT, value=value("n", i))
         rb, rs, rp = byt.r1 + i, shown.r1 + i, piece.r1 + i
         for j in range(D + PAD):
             if j < D:
                 code = f"UNICODE(MID({cstored}${r},{j + 1},1))"
-                ws.formula(rb, c0 + j, f"=IF({j}<{cn}${r},{byte_of_char(code)},-1)", ID_STYLE)
+                ws.formula(rb, c0 + j, f"=IF({j}<{cn}${r},{byte_of_char(code)},-1)", ID_STYLE,
+                           value=value("bytes", i, j))
             else:
                 ws.write(rb, c0 + j, -1, ID_STYLE)
         for j in range(PAD):
@@ -132,10 +143,12 @@ def decode_block(tab: Tab, ids: list[Range], D: int, labels: list[str] | None = 
         for j in range(D):
             L = col_letter(c0 + j)
             anchor = f"${col_letter(c0 + (SPLIT if j >= SPLIT else 0))}{rs}"  # see below
-            ws.formula(rp, c0 + j, f'=IF({anchor}*0+{L}{rs}<0,"",UNICHAR({L}{rs}))', S.TEXT)
+            ws.formula(rp, c0 + j, f'=IF({anchor}*0+{L}{rs}<0,"",UNICHAR({L}{rs}))', S.TEXT,
+                       value=value("piece", i, j))
         joined = "&".join(f"{col_letter(c0 + j)}{rp}" for j in range(D))
         special = f'IF({cid}{r}={eot},"{EOT}",' if eot is not None else "("
-        ws.formula(r, c0 + 3, f"=IFERROR({special}{joined}),INDEX(vocab_text,{cid}{r}+1))", S.LABEL)
+        ws.formula(r, c0 + 3, f"=IFERROR({special}{joined}),INDEX(vocab_text,{cid}{r}+1))", S.LABEL,
+                   value=value("text", i))
         out.append(Range(tab.name, r, c0 + 3, r, c0 + 3))
 
     # the array sections, one array formula per row and part: bytes SPLIT.. only matter for the few long tokens,
@@ -158,8 +171,9 @@ def decode_block(tab: Tab, ids: list[Range], D: int, labels: list[str] | None = 
                     f"({b}-240)*262144+({b2}-128)*4096+({b3}-128)*64+{b4}-128))")
             f_shown = (f"IF(({b}<0)+{inside}>0,-1,IF({b}<128,IF({b}<32,{b}+9216,IF({b}=127,9249,{b})),"
                        f"IF(({nd}>0)*({pl}={nd}+1),{code},65533)))")
-            for sec, f, fill, style, off in ((need, f_need, 0, SMALL_INT, 0), (plen, f_len, 1, SMALL_INT, PAD),
-                                             (shown, f_shown, -1, SMALL_INT, 0)):
+            for sec, f, fill, style, off, field in ((need, f_need, 0, SMALL_INT, 0, "need"),
+                                                    (plen, f_len, 1, SMALL_INT, PAD, "plen"),
+                                                    (shown, f_shown, -1, SMALL_INT, 0, "shown")):
                 rng = Range(tab.name, sec.r1 + i, sec.c1 + off + a, sec.r1 + i, sec.c1 + off + z - 1)
-                ws.array(rng, f"=IF({n_ref}<={a},{fill},{f})" if a else f"={f}", style)
+                ws.array(rng, f"=IF({n_ref}<={a},{fill},{f})" if a else f"={f}", style, value=value(field, i, a, z))
     return out

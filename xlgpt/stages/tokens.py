@@ -27,17 +27,17 @@ def prompt_tab(book, lay: Layout, opts: BuildOptions) -> Tab:
     return tab
 
 
-def status_cell(tab: Tab, formula: str | None) -> Range:
-    """The cell that says what is wrong with the prompt ("" when all is well)."""
+def status_cell(tab: Tab, formula: str | None, value: str = "") -> Range:
+    """The cell that says what is wrong with the prompt ("" when all is well); value: what the formula says."""
     tab.ws.write(tab.row, 2, "Status", S.KEY)
     r = tab.row + 1
-    cell = tab.ws.formula(r, 2, formula, S.ERROR) if formula else tab.ws.write(r, 2, "", S.ERROR)
+    cell = tab.ws.formula(r, 2, formula, S.ERROR, value=value) if formula else tab.ws.write(r, 2, "", S.ERROR)
     tab.row = r + 2
     return tab.define("status", cell)
 
 
 def tokens_from_python(book, lay: Layout, ids: list[int], tok: Tokenizer, texts: list[str]) -> Tab:
-    """Token ids typed in as inputs: editing one flows through every later stage."""
+    """Token ids typed in as inputs: editing one flows through every later stage. texts: the vocab tab's."""
     tab = Tab(book, TOKENS, V=lay.V, N=lay.N)
     ws = tab.ws
     pad = tok.eot_id if tok.eot_id is not None else 0
@@ -48,11 +48,11 @@ def tokens_from_python(book, lay: Layout, ids: list[int], tok: Tokenizer, texts:
     inputs, used = sec.cols(0), sec.cols(1)
     for i in range(lay.N):
         c = inputs.cell(i)
-        real = i < len(ids)
-        ws.write(c.r1, c.c1, int(ids[i]) if real else None, S.INPUT)
-        ws.formula(c.r1, used.c1, f"=IF(ISNUMBER({c.a1}),{c.a1},{pad})", S.INT, value=int(ids[i]) if real else pad)
+        ws.write(c.r1, c.c1, int(ids[i]) if i < len(ids) else None, S.INPUT)
+        used_id = int(ids[i]) if i < len(ids) else pad
+        ws.formula(c.r1, used.c1, f"=IF(ISNUMBER({c.a1}),{c.a1},{pad})", S.INT, value=used_id)
         ws.formula(c.r1, 2, f'=IF($A{c.r1}<n_tokens,INDEX(vocab_text,{used.cell(i).a1}+1),"")', S.LABEL,
-                   value=texts[ids[i]] if real else "")
+                   value=texts[used_id] if i < len(ids) else "")
     ws.write(count_row, 2, "number of tokens", S.KEY)
     tab.define("n_tokens", ws.formula(count_row, 3, f"=COUNT({inputs.local()})", S.INT, value=len(ids)))
     tab.define("positions", Range(TOKENS, sec.r1, 1, sec.r2, 1))
