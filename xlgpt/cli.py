@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
-
-from .errors import XlgptError
+from .errors import Interrupted, XlgptError
 
 ENGINE_HELP = "formulas (pure Python, tiny workbooks only), ironcalc (default) or libreoffice"
 
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE, help=ENGINE_HELP)
     g.add_argument("--temperature", type=float, default=0.0)
     g.add_argument("--top-k", type=int, default=0)
-    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--seed", type=int, default=None, help="seed of the random draws (a whole number >= 0)")
     _snapshot_flag(g)
 
     t = sub.add_parser("tokenize", help="show how the Python reference tokenizer splits a text")
@@ -91,16 +91,48 @@ def _steering(args, model_spec):
     return steering_from_args(args, model_spec)
 
 
-def cmd_build(args) -> int:
-    from .build import build
-    from .stages import BuildOptions
+def _build_options(args):
+    from .build import DEFAULT_CONTEXT
+    from .stages import BuildOptions, Steering
 
-    opts = BuildOptions(context=16 if args.context is None else args.context, fit_context=args.context is None,
-                        live_tokenizer=not args.python_tokenizer, max_chars=args.max_chars,
-                        max_word_bytes=args.max_word_bytes, bos=args.bos, top_k=args.show_top,
-                        temperature=args.temperature, sample_top_k=args.top_k, seed=args.seed)
+    opts = BuildOptions(context=DEFAULT_CONTEXT if args.context is None else args.context,
+                        fit_context=args.context is None, live_tokenizer=not args.python_tokenizer,
+                        max_chars=args.max_chars, max_word_bytes=args.max_word_bytes, bos=args.bos,
+                        top_k=args.show_top, temperature=args.temperature, sample_top_k=args.top_k, seed=args.seed,
+                        steer=Steering(positions=args.steer_positions))
     if args.prompt is not None:
         opts.prompt = args.prompt
+    return opts
+
+
+def check_args(args) -> None:
+    """Every command's options, checked in one place before anything is loaded (the rules: stages/options.py;
+    build checks what depends on the model again once it is loaded)."""
+    from .stages import options as rules
+
+    if args.cmd == "build":
+        rules.check_options(_build_options(args))
+        if args.steer_coef is not None and not -rules.STEER_MAX <= args.steer_coef <= rules.STEER_MAX:
+            raise XlgptError(f"--steer-coef must be a finite number of at most {rules.STEER_MAX:g} in size, "
+                             f"not {args.steer_coef:g}")
+    elif args.cmd in ("recalc", "verify"):
+        if args.prompt is not None:
+            rules.check_text(args.prompt, stored=False)  # typed into the engine, not into XML
+    elif args.cmd == "generate":
+        if args.tokens < 0:
+            raise XlgptError(f"--tokens must be a whole number of at least 0, not {args.tokens}")
+        rules.check_sampling(args.temperature, args.top_k)
+        rules.check_rng_seed(args.seed)
+    elif args.cmd == "tokenize":
+        rules.check_text(args.text, what="the text", stored=False)
+    if getattr(args, "path", None) is not None and not str(args.path).strip():
+        raise XlgptError("the workbook path is empty")
+
+
+def cmd_build(args) -> int:
+    from .build import build
+
+    opts = _build_options(args)
     opts.steer = _steering(args, args.model)
     from .xlsx.writer import progress_bar
 
@@ -153,21 +185,75 @@ COMMANDS = {"build": cmd_build, "recalc": cmd_recalc, "verify": cmd_verify, "gen
             "tokenize": cmd_tokenize}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _on_signal(signum, frame) -> None:
+    """The first stop signal raises Interrupted in the main thread (cleanups run as for Ctrl-C); later ones
+    are ignored so that a second Ctrl-C cannot interrupt the cleanup itself."""
+    for name in STOP_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _install_signal_handlers() -> dict:
+    saved = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is None:  # pragma: no cover - SIGHUP on Windows
+            continue
+        try:
+            saved[sig] = signal.signal(sig, _on_signal)
+        except (ValueError, OSError):  # not the main thread (main() called from a thread): leave them
+            pass
+    return saved
+
+
+def _quiet_stdout() -> None:
+    """stdout was closed by its reader: drop what is still buffered instead of failing again at exit."""
     try:
-        return COMMANDS[args.cmd](args)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a path or text with undecodable bytes still prints
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
+    args = _parser().parse_args(argv)
+    saved = _install_signal_handlers()
+    try:
+        check_args(args)
+        code = COMMANDS[args.cmd](args)
+        sys.stdout.flush()  # a closed pipe fails here, where it is handled, not at exit
+        return code
     except XlgptError as e:
         print(f"xlgpt: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("xlgpt: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP as Interrupted
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        print(f"xlgpt: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + int(signum)
+    except BrokenPipeError:
+        _quiet_stdout()
+        print("xlgpt: error: the output was closed before xlgpt finished writing it (broken pipe)", file=sys.stderr)
+        return 2
     except Exception as e:  # a bug: still one line unless asked for the traceback
         if os.environ.get("XLGPT_DEBUG"):
             raise
         print(f"xlgpt: internal error: {type(e).__name__}: {e} (set XLGPT_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        for sig, handler in saved.items():
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, OSError, TypeError):
+                pass
 
 
 if __name__ == "__main__":  # pragma: no cover

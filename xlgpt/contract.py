@@ -277,6 +277,20 @@ def param_shapes(n_layer: int, n_embd: int, vocab_size: int, n_ctx: int) -> dict
     return out
 
 
+def param_shape(name: str, n_layer: int, n_embd: int, vocab_size: int, n_ctx: int) -> tuple[int, ...]:
+    """One weight's checkpoint shape (KeyError if the model has no such tensor)."""
+    layer = None
+    if name.startswith("h") and "_" in name and name[1:name.index("_")].isdigit():
+        layer = int(name[1:name.index("_")])
+        if layer >= n_layer:
+            raise KeyError(name)
+    for t in PARAMETERS.values():
+        if t(layer) == name and (layer is None) != t.per_layer:
+            r, c = t.dims(dims(n_layer, 1, n_embd, vocab_size, n_ctx))
+            return (c,) if t.shape[0] == "1" else (r, c)
+    raise KeyError(name)
+
+
 def hf_key(name: str) -> str:
     """Our name -> the Hugging Face checkpoint key: h3_attn_c_attn_w -> h.3.attn.c_attn.weight."""
     return _HF[name] if name in _HF else _hf_layer(name)

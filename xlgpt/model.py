@@ -13,6 +13,7 @@ Weights are held as float32 arrays named like the workbook's defined names: wte,
 from __future__ import annotations
 
 import json
+import math
 import re
 import zlib
 from collections.abc import Mapping
@@ -52,13 +53,31 @@ class GPT2Config:
     vocab_size: int
     layer_norm_epsilon: float = 1e-5
 
+    def __post_init__(self) -> None:
+        """Values a forward pass cannot run with are refused here, whatever the source of the config."""
+        for key in ("n_layer", "n_head", "n_embd", "n_ctx", "vocab_size"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise XlgptError(f"{key} must be a whole number of at least 1, not {v!r}")
+        if self.n_embd % self.n_head:
+            raise XlgptError(f"n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
+        eps = self.layer_norm_epsilon
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
+            raise XlgptError(f"layer_norm_epsilon must be a finite number above 0, not {eps!r}")
+
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
     @property
     def n_params(self) -> int:
-        return sum(int(np.prod(s)) for s in param_shapes(self).values())
+        """Counted by arithmetic (a config of a billion layers is refused by its size, not enumerated)."""
+        C, L = self.n_embd, self.n_layer
+        return (self.vocab_size + self.n_ctx) * C + L * (12 * C * C + 13 * C) + 2 * C
+
+    @property
+    def largest_tensor(self) -> int:
+        return max(self.vocab_size * self.n_embd, self.n_ctx * self.n_embd, 4 * self.n_embd * self.n_embd)
 
     def to_hf(self) -> dict:
         return {
@@ -77,21 +96,37 @@ def param_shapes(cfg: GPT2Config) -> dict[str, tuple[int, ...]]:
 hf_key = contract.hf_key
 
 
+def shape_of(cfg: GPT2Config, name: str) -> tuple[int, ...]:
+    """One tensor's shape, without building param_shapes' dict (a config may claim a billion layers)."""
+    return contract.param_shape(name, cfg.n_layer, cfg.n_embd, cfg.vocab_size, cfg.n_ctx)
+
+
 class Params(Mapping):
     """name -> float32 array, produced on demand by `load(name)` and optionally kept."""
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]], load: Callable[[str], np.ndarray], keep: bool) -> None:
-        self.shapes = shapes
+    def __init__(self, shapes: Callable[[], dict[str, tuple[int, ...]]], load: Callable[[str], np.ndarray],
+                 keep: bool) -> None:
+        self._shapes_of = shapes  # called on first use: a model too big to build is refused before that
+        self._shapes: dict[str, tuple[int, ...]] | None = None
         self._load = load
         self._keep = keep
         self._cache: dict[str, np.ndarray] = {}
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        if self._shapes is None:
+            self._shapes = self._shapes_of()
+        return self._shapes
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name in self._cache:
             return self._cache[name]
         if name not in self.shapes:
             raise KeyError(name)
-        a = np.ascontiguousarray(self._load(name), dtype=np.float32)
+        raw = self._load(name)
+        if np.asarray(raw).dtype.kind != "f":  # integer or boolean weights are not a GPT-2 checkpoint
+            raise XlgptError(f"tensor {hf_key(name)} holds {np.asarray(raw).dtype} values, not floating point")
+        a = np.ascontiguousarray(raw, dtype=np.float32)
         if a.shape != self.shapes[name]:
             raise XlgptError(f"tensor {hf_key(name)} has shape {tuple(a.shape)}, expected {self.shapes[name]}")
         # NaN or inf make the (float64) sum non-finite; a finite sum needs no element-wise check
@@ -126,7 +161,7 @@ def _seed(seed: int, name: str) -> np.random.Generator:
 def random_params(cfg: GPT2Config, seed: int, std: float, keep: bool) -> Params:
     def load(name: str) -> np.ndarray:
         rng = _seed(seed, name)
-        shape = param_shapes(cfg)[name]
+        shape = shape_of(cfg, name)
         if name.endswith(("ln_1_w", "ln_2_w")) or name == "ln_f_w":
             return (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
         if len(shape) == 1:
@@ -135,7 +170,7 @@ def random_params(cfg: GPT2Config, seed: int, std: float, keep: bool) -> Params:
         a *= np.float32(std)  # in place: a second 150 MB array for wte costs page faults, not just memory
         return a
 
-    return Params(param_shapes(cfg), load, keep)
+    return Params(lambda: param_shapes(cfg), load, keep)
 
 
 TINY_DEFAULTS = dict(layers=2, heads=2, embd=16, merges=64, ctx=32, seed=0)
@@ -149,7 +184,8 @@ def tiny_model(spec: str) -> Model:
             if key not in opts or not value.strip().lstrip("-").isdigit():
                 raise XlgptError(f"bad tiny model option {part!r}; use e.g. tiny:layers=2,heads=2,embd=16,merges=64,ctx=32,seed=0")
             opts[key] = int(value)
-    if opts["embd"] % opts["heads"] or min(opts.values()) < 0 or min(opts["layers"], opts["heads"], opts["embd"], opts["ctx"]) < 1:
+    if min(opts.values()) < 0 or min(opts["layers"], opts["heads"], opts["embd"], opts["ctx"]) < 1 \
+            or opts["embd"] % opts["heads"]:
         raise XlgptError("tiny model: embd must be a positive multiple of heads, and layers, heads, ctx at least 1")
     tok = Tokenizer.gpt2().cut(opts["merges"])
     cfg = GPT2Config(opts["layers"], opts["heads"], opts["embd"], opts["ctx"], tok.vocab_size)
@@ -171,6 +207,9 @@ def random_model(spec: str) -> Model:
 # ---- Hugging Face folders ---------------------------------------------------------------------------
 def load_folder(folder: Path, name: str | None = None) -> Model:
     folder = Path(folder)
+    if folder.is_file():
+        raise XlgptError(f"--model {folder} is a file; give a model folder (with {', '.join(HF_FILES)}), "
+                         "toy, tiny, random:gpt2 or a hub id")
     if not folder.is_dir():
         raise XlgptError(f"model folder {folder} does not exist")
     missing = [f for f in HF_FILES if not (folder / f).is_file()]
@@ -182,23 +221,33 @@ def load_folder(folder: Path, name: str | None = None) -> Model:
     try:
         hf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         cfg = GPT2Config(
-            n_layer=int(hf["n_layer"]), n_head=int(hf["n_head"]), n_embd=int(hf["n_embd"]),
-            n_ctx=int(hf.get("n_positions", hf.get("n_ctx"))), vocab_size=int(hf["vocab_size"]),
+            n_layer=_whole(hf["n_layer"]), n_head=_whole(hf["n_head"]), n_embd=_whole(hf["n_embd"]),
+            n_ctx=_whole(hf.get("n_positions", hf.get("n_ctx"))), vocab_size=_whole(hf["vocab_size"]),
             layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-5)),
         )
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise XlgptError(f"{folder}/config.json is not a GPT-2 config: {type(e).__name__} {e}") from e
+    except XlgptError as e:
+        raise XlgptError(f"{folder}/config.json: {e}") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
+        raise XlgptError(f"{folder}/config.json is not a GPT-2 config: {type(e).__name__} {e}") from None
     if hf.get("model_type", "gpt2") != "gpt2":
         raise XlgptError(f"{folder}: model_type {hf.get('model_type')!r} is not gpt2")
     if hf.get("activation_function", "gelu_new") not in TANH_GELU:
         raise XlgptError(f"{folder}: activation {hf.get('activation_function')!r} is not GPT-2's tanh GELU")
-    if cfg.n_embd % cfg.n_head:
-        raise XlgptError(f"{folder}: n_embd {cfg.n_embd} is not a multiple of n_head {cfg.n_head}")
     tok = Tokenizer.from_files(folder / "vocab.json", folder / "merges.txt", name=name or folder.name)
     if tok.vocab_size != cfg.vocab_size:
         raise XlgptError(f"{folder}: vocab.json has {tok.vocab_size} tokens but config.json says {cfg.vocab_size}")
     params = _safetensors_params(folder / "model.safetensors", cfg)
     return Model(name or folder.name, cfg, params, tok, source=str(folder))
+
+
+def _whole(v) -> int:
+    """A config count: a whole number (1.0 is 1; 1.5, "2" or true are not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
+        raise ValueError(f"{v!r} is not a whole number")
+    return int(v)
+
+
+FLOAT_DTYPES = {"F16", "F32", "F64"}
 
 
 def _safetensors_params(path: Path, cfg: GPT2Config) -> Params:
@@ -210,10 +259,19 @@ def _safetensors_params(path: Path, cfg: GPT2Config) -> Params:
     except Exception as e:  # safetensors raises several types for corrupt files
         raise XlgptError(f"cannot read {path}: {e}".splitlines()[0]) from e
     prefix = "transformer." if any(k.startswith("transformer.") for k in keys) else ""
+    # the layers the checkpoint holds, before anything is sized by the config's n_layer
+    layers = {int(m.group(1)) for k in keys if (m := re.match(re.escape(prefix) + r"h\.(\d+)\.", k))}
+    held = max(layers) + 1 if layers else 0
+    if held != cfg.n_layer:
+        raise XlgptError(f"{path.parent}/config.json says n_layer {cfg.n_layer} but {path.name} holds {held} layers")
     shapes = param_shapes(cfg)
     absent = [prefix + hf_key(n) for n in shapes if prefix + hf_key(n) not in keys]
     if absent:
         raise XlgptError(f"{path} lacks tensors {', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''}")
+    for key in [prefix + hf_key(n) for n in shapes] + [k for k in ("lm_head.weight",) if k in keys]:
+        dtype = handle.get_slice(key).get_dtype()
+        if dtype not in FLOAT_DTYPES:  # integer or boolean weights would silently become floats
+            raise XlgptError(f"{path}: tensor {key} holds {dtype} values; xlgpt reads float16/32/64 weights only")
 
     def load(name: str) -> np.ndarray:
         try:
@@ -222,11 +280,19 @@ def _safetensors_params(path: Path, cfg: GPT2Config) -> Params:
             raise XlgptError(f"cannot read tensor {hf_key(name)} from {path}: {e}".splitlines()[0]) from e
 
     keep = cfg.n_params < SMALL_MODEL
-    params = Params(shapes, load, keep)
+    params = Params(lambda: shapes, load, keep)
     for name, shape in shapes.items():  # check shapes from the header without reading data
         got = tuple(handle.get_slice(prefix + hf_key(name)).get_shape())
         if got != shape:
             raise XlgptError(f"{path}: tensor {hf_key(name)} has shape {got}, expected {shape}")
+    if "lm_head.weight" in keys:  # untied head: the workbook computes logits with wte, so it must be wte
+        try:
+            head = handle.get_tensor("lm_head.weight")
+        except Exception as e:
+            raise XlgptError(f"cannot read tensor lm_head.weight from {path}: {e}".splitlines()[0]) from e
+        if head.shape != shapes["wte"] or not np.array_equal(head.astype(np.float32), params["wte"]):
+            raise XlgptError(f"{path}: lm_head.weight differs from wte (an untied LM head); the workbook's LM head "
+                             "is wte, so it would compute another model than this checkpoint")
     return params
 
 

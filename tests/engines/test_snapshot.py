@@ -85,3 +85,55 @@ def test_only_the_newest_snapshots_are_kept(tmp_path):
         os.utime(p, (time.time() - 100 + i, time.time() - 100 + i))
     snapshot.prune(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.glob("*.icalc")) == ["2.icalc", "3.icalc"]
+
+
+def _flip_middle(path, n=64):
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + n] = bytes(b ^ 0xFF for b in data[mid:mid + n])
+    path.write_bytes(bytes(data))
+
+
+def test_corrupted_snapshot_is_discarded_and_rebuilt(book, cache, capsys):
+    expected = recalc(book, "ironcalc", snapshot=False)
+    recalc(book, "ironcalc")  # saves the snapshot
+    snap = snapshot.snapshot_path(str(book))
+    assert snap.is_file() and snapshot.record_path(snap).is_file()
+    assert oct(cache.stat().st_mode & 0o777) == oct(0o700)  # the cache folder is the user's alone
+    capsys.readouterr()
+    _flip_middle(snap)
+    assert recalc(book, "ironcalc") == expected  # not the corrupted model's answer
+    err = capsys.readouterr().err
+    assert "discarded the snapshot" in err and "checksum does not match" in err
+    assert len([line for line in err.splitlines() if "discarded" in line]) == 1
+    with open_workbook(book, "ironcalc") as s:  # rebuilt: trusted again
+        assert s.loaded_from == "snapshot"
+
+
+@pytest.mark.parametrize("field", ["xlgpt", "ironcalc", "workbook_sha256", "bytes"])
+def test_snapshot_of_another_version_or_workbook_is_discarded(book, cache, capsys, field):
+    recalc(book, "ironcalc")
+    snap = snapshot.snapshot_path(str(book))
+    rec_path = snapshot.record_path(snap)
+    rec = __import__("json").loads(rec_path.read_text())
+    rec[field] = 0
+    rec_path.write_text(__import__("json").dumps(rec))
+    capsys.readouterr()
+    with open_workbook(book, "ironcalc") as s:
+        assert s.loaded_from == "xlsx"
+    assert f"made for {field}" in capsys.readouterr().err
+
+
+def test_snapshot_without_record_or_not_owned_is_not_trusted(book, cache, monkeypatch, capsys):
+    recalc(book, "ironcalc")
+    snap = snapshot.snapshot_path(str(book))
+    digest = snapshot.locate(str(book))[1]
+    assert snapshot.check(snap, digest) is None
+    me = os.getuid()
+    monkeypatch.setattr(snapshot.os, "getuid", lambda: me + 1)
+    assert "not a folder of yours" in snapshot.check(snap, digest)
+    monkeypatch.setattr(snapshot.os, "getuid", lambda: me)
+    os.chmod(cache, 0o755)  # a folder others can read is made private again
+    assert snapshot.check(snap, digest) is None and cache.stat().st_mode & 0o077 == 0
+    snapshot.record_path(snap).unlink()
+    assert "no record" in snapshot.check(snap, digest)

@@ -5,6 +5,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import sys
 import time
 import types
@@ -28,21 +29,52 @@ def _sheet_parts(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
             and "/_rels/" not in i.filename]
 
 
+_ARRAY = re.compile(rb'<f\s[^>]{0,200}?\bt="array"[^>]{0,200}?>')
+_REF = re.compile(rb'ref="\$?([A-Z]+)\$?(\d+)(?::\$?([A-Z]+)\$?(\d+))?"')
+_CARRY = 512  # longer than any <f ...> tag the pattern above can match
+
+
+def _array_cells(tag: bytes) -> int:
+    """Cells an array formula fills besides its anchor (which is a <c> element of its own)."""
+    m = _REF.search(tag)
+    if not m or not m.group(3):
+        return 0
+
+    def col(letters: bytes) -> int:
+        n = 0
+        for ch in letters:
+            n = n * 26 + ch - 64
+        return n
+
+    rows = int(m.group(4)) - int(m.group(2)) + 1
+    cols = col(m.group(3)) - col(m.group(1)) + 1
+    return max(rows * cols - 1, 0)
+
+
 def estimate_cells(path: str, limit: int = MAX_CELLS) -> int:
-    """Number of cells (<c> elements) in the workbook's sheets, counted by streaming the sheet
-    XML out of the zip. Stops early once past `limit` and extrapolates from the bytes read."""
+    """Number of cells the engine will evaluate: the <c> elements of the workbook's sheets plus every
+    cell of a multi-cell array formula (its range `ref`, only the anchor is a <c>), counted by streaming the
+    sheet XML out of the zip. Stops early once past `limit` and extrapolates from the bytes read."""
     with zipfile.ZipFile(path) as zf:
         parts = _sheet_parts(zf)
         total = sum(i.file_size for i in parts)
         count = seen = 0
         for info in parts:
-            tail = b""
+            carry = b""
             with zf.open(info) as f:
-                while chunk := f.read(1 << 22):
-                    buf = tail + chunk
-                    count += buf.count(b"<c ") + buf.count(b"<c>")
-                    tail = buf[-2:]  # two bytes cannot hold a whole '<c ': nothing is counted twice
+                while True:
+                    chunk = f.read(1 << 22)
+                    buf = carry + chunk
+                    cut = len(buf) if not chunk else max(0, len(buf) - _CARRY)
+                    head = buf[:cut + 2]  # every '<c ' that starts before cut, and no other
+                    count += head.count(b"<c ") + head.count(b"<c>")
+                    for m in _ARRAY.finditer(buf):
+                        if m.start() < cut:
+                            count += _array_cells(m.group())
+                    carry = buf[cut:]
                     seen += len(chunk)
+                    if not chunk:
+                        break
                     if count > limit:
                         return max(count, int(count * total / max(seen, 1)))
         return count

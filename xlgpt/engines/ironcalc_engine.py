@@ -81,12 +81,18 @@ class IronCalcSession(Session):
         self._model = None
         self.loaded_from = "xlsx"
         t0 = time.monotonic()
-        snap = snapshots.snapshot_path(path) if snapshot and snapshots.wanted(path) else None
+        found = snapshots.locate(path) if snapshot and snapshots.wanted(path) else None
+        snap, digest = found if found else (None, "")
         if snap is not None and snap.is_file():
-            self._say(f"IronCalc: loading {path} from its snapshot {snap}")
-            self._model = self._load(lambda: ironcalc.load_from_icalc(str(snap)), quiet_failure=True)
+            why = snapshots.check(snap, digest)
+            if why:  # corrupted, foreign or from another version: rebuilt from the workbook below
+                print(f"IronCalc: discarded the snapshot {snap} ({why}); loading {path}", file=sys.stderr, flush=True)
+                snapshots.discard(snap)
+            else:
+                self._say(f"IronCalc: loading {path} from its snapshot {snap}")
+                self._model = self._load(lambda: ironcalc.load_from_icalc(str(snap)), quiet_failure=True)
             if self._model is None:  # unreadable (e.g. a half-copied cache): parse the workbook instead
-                snapshots.remove(snap)
+                snapshots.discard(snap)
             else:
                 self.loaded_from = "snapshot"
                 snapshots.touch(snap)
@@ -96,7 +102,7 @@ class IronCalcSession(Session):
         t1 = time.monotonic()
         self.seconds = {"load": t1 - t0}
         if snap is not None and self.loaded_from == "xlsx":  # before any recalculation or edit
-            why = snapshots.save(self._model, snap)
+            why = snapshots.save(self._model, snap, digest)
             self.seconds["snapshot"] = time.monotonic() - t1
             # always said: it puts a file as big as the workbook in the user's cache
             print(f"IronCalc: {why}" if why else

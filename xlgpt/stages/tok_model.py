@@ -17,7 +17,6 @@ import regex
 
 from ..layout import Layout
 from ..tokenizer import CHAR_BYTE, EOT, GPT2_PATTERN, Tokenizer
-from .data import display
 from .tok_bpe import width
 from .tok_data import NO_MERGE
 
@@ -153,7 +152,7 @@ def pretoken_steps(prompt: str, lay: Layout, ch: CharSteps) -> PretokenSteps:
         shown.append("" if not L else prompt[s:] if s + L >= n else text[s:s + L])
     over = [1 if b > M else 0 for b in blen]
     return PretokenSteps(count=sum(1 for L in length if L), overflow=len(pieces) > T, max_bytes=max(blen + [0]),
-                         longest=shown[over.index(1)] if 1 in over else "", run=run[:P],
+                         longest=shown[blen.index(max(blen))] if blen else "", run=run[:P],
                          contraction=contraction, match=match, start=start, length=length, boff=boff, blen=blen,
                          over=over, text=shown)
 

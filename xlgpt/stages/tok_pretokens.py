@@ -36,7 +36,7 @@ class Pretokens:
     text: Range  # [T]
     overflow: Range  # 1 cell: TRUE when the prompt holds more pre-tokens than rows
     max_bytes: Range  # 1 cell
-    longest: Range  # 1 cell: text of the first pre-token over the byte limit
+    longest: Range  # 1 cell: text of the longest pre-token (in bytes)
 
 
 def pretokens_tab(book, lay: Layout, ch: Chars, m: PretokenSteps) -> Pretokens:
@@ -45,7 +45,7 @@ def pretokens_tab(book, lay: Layout, ch: Chars, m: PretokenSteps) -> Pretokens:
     tab = Tab(book, PRETOKENS, P=P, N=T, M=M)
     ws = tab.ws
     r0 = tab.row
-    info = ["pre-tokens", "more pre-tokens than rows", "longest pre-token (bytes)", "first one over the limit"]
+    info = ["pre-tokens", "more pre-tokens than rows", "longest pre-token (bytes)", "the longest one"]
     for k, lab in enumerate(info):
         ws.write(r0 + k, 2, lab, S.KEY)
     tab.row = r0 + len(info) + 1
@@ -101,11 +101,12 @@ def pretokens_tab(book, lay: Layout, ch: Chars, m: PretokenSteps) -> Pretokens:
         ws.formula(rr, 2, f'=IF({cl}{rr}>0,MID(prompt,{first},{end}-{first}),"")', S.LABEL, value=m.text[t])
     last = pt.r1 + T - 1
     text = Range(PRETOKENS, pt.r1, 2, last, 2)
-    over = pt.cols(4).local()
     ws.formula(r0, 3, f'=COUNTIF({pt.cols(1).local()},">0")', S.INT, value=m.count)
     ws.formula(r0 + 1, 3, f"={cs}{last}+{cl}{last}<n_chars", S.TEXT, value=m.overflow)
     ws.formula(r0 + 2, 3, f"=MAX({pt.cols(3).local()})", S.INT, value=m.max_bytes)
-    ws.formula(r0 + 3, 3, f'=IFERROR(INDEX({text.local()},MATCH(1,{over},0)),"")', S.TEXT, value=m.longest)
+    # the word the byte count above belongs to (the status message names both)
+    ws.formula(r0 + 3, 3, f'=IFERROR(INDEX({text.local()},MATCH({col_letter(3)}{r0 + 2},{pt.cols(3).local()},0)),"")',
+               S.TEXT, value=m.longest)
     ws.width(3, 11, 8)
     names = dict(pretok_start=pt.cols(0), pretok_len=pt.cols(1), pretok_boff=pt.cols(2), pretok_blen=pt.cols(3),
                  pretok_text=text)

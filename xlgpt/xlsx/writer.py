@@ -20,6 +20,8 @@ import bisect
 import multiprocessing
 import os
 import re
+import signal
+import stat
 import struct
 import sys
 import tempfile
@@ -61,6 +63,24 @@ def xml_text(s: str) -> str:
     if "&" in s or "<" in s or ">" in s or '"' in s:
         s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     return s
+
+
+# A cell's text must read back as itself in every reader. CR is written as the character reference &#13;
+# (a raw CR reads back as LF; Excel's own escape `_x000D_` is decoded by Excel and LibreOffice but read as
+# 7 characters by IronCalc, openpyxl and formulas). For the same reason a literal `_xHHHH_` cannot be stored:
+# Excel decodes it (or, escaped as `_x005F_xHHHH_`, the others do not). XML 1.0 has no way at all to carry
+# the other C0 controls, NUL, lone surrogates, U+FFFE and U+FFFF (xml_text refuses them).
+_XSTRING_ESCAPE = re.compile("_x[0-9A-Fa-f]{4}_")
+
+
+def cell_text(s: str) -> str:
+    """A cell's string as the content of <t> (IllegalText if no reader would give exactly `s` back)."""
+    esc = _XSTRING_ESCAPE.search(s)
+    if esc:
+        raise IllegalText(f"text contains {esc.group()!r}, which Excel reads back as the escaped character "
+                          f"U+{esc.group()[2:6].upper()} and other readers as text")
+    s = xml_text(s)
+    return s.replace("\r", "&#13;") if "\r" in s else s
 
 
 def formula_xml(text: str) -> str:
@@ -178,8 +198,8 @@ def _cell_xml(row: int, col: int, value, sid: int) -> str:
     if isinstance(value, (int, float)):
         return f'<c r="{r}"{s}><v>{_num(value)}</v></c>'
     if isinstance(value, str):
-        space = ' xml:space="preserve"' if value != value.strip() or "\n" in value else ""
-        return f'<c r="{r}"{s} t="inlineStr"><is><t{space}>{xml_text(value)}</t></is></c>'
+        space = ' xml:space="preserve"' if value != value.strip() or "\n" in value or "\t" in value else ""
+        return f'<c r="{r}"{s} t="inlineStr"><is><t{space}>{cell_text(value)}</t></is></c>'
     raise TypeError(f"cannot store {type(value).__name__} in a cell")
 
 
@@ -508,27 +528,67 @@ def _workers() -> int:
 PROCESS_MIN_CELLS = 4_000_000  # below this, threads: forking costs more than it saves
 
 
+def _worker_init(parent: int) -> None:
+    """In each forked worker: the parent alone handles Ctrl-C (it stops the workers), and the kernel kills
+    the worker when the parent dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)  # a handler the parent installed would run here too
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _executor(weight_cells: int, workers: int):
     """Worker processes for big books: the coder runs ~150 short numpy operations per slice, and two
     threads hand the GIL back and forth so often that they are slower than one. Forked (Linux), the
     workers start at once with the parent's modules; elsewhere, or for small books, threads."""
     if weight_cells >= PROCESS_MIN_CELLS and workers > 1 and sys.platform.startswith("linux"):
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_worker_init, initargs=(os.getpid(),))
     return ThreadPoolExecutor(workers, thread_name_prefix="xlgpt-write")
 
 
+def _stop(pool) -> None:
+    """Abandon a pool at once (the write failed or was interrupted): kill worker processes, drop queued jobs."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_book(book: Book, path: str | os.PathLike, level: int = 1, progress=None) -> None:
-    """Write atomically: a temporary file in the same folder, renamed over `path` only when complete.
+    """Write atomically: a temporary file in the same folder, renamed over `path` only when complete (on
+    any exception, KeyboardInterrupt included, the temporary file is removed and `path` is untouched).
+    A symlink at `path` is followed (its target is replaced, the link stays); an existing file keeps its
+    permissions, a new one gets 0666 minus the umask.
 
     `level`: zlib level of the XML text (weights are coded by numblock whatever the level).
     `progress(label, done, total)`: see the module docstring."""
-    path = Path(path)
+    path = Path(os.path.realpath(path))
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=".xlgpt-", suffix=".xlsx.part", dir=path.parent)
     os.close(fd)
     try:
         with heap_reuse():
             _write(book, Path(tmp), level, progress)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -640,8 +700,10 @@ def _write(book: Book, tmp: Path, level: int, progress) -> None:
                 out.close()
             z.add("xl/styles.xml", styles.xml())
             z.close()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:
+            _stop(pool)
+            raise
+        pool.shutdown(wait=True)
 
 
 class ProgressBar:
