@@ -172,7 +172,7 @@ def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | N
     if out is None:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        write_book(book, path, progress=progress)
+        write_book(book, path, progress=progress, cached_values=opts.cached_values)
     except IllegalText as e:
         raise XlgptError(f"cannot store the prompt: {e}") from e
     except OSError as e:

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--context", type=int, default=None, help="token rows in the workbook (default 16, more if the prompt needs them)")
     b.add_argument("--out", default=None, help="output .xlsx (default out/<model>.xlsx)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--no-cached-values", action="store_true",
+                   help="store formulas without their computed values (readers that do not recalculate show blanks)")
     b.add_argument("--python-tokenizer", action="store_true",
                    help="write Python's token ids as input cells instead of tokenizing in the sheet")
     b.add_argument("--max-chars", type=int, default=0, help="longest prompt the sheet tokenizes (default 8 x context)")
@@ -97,6 +99,7 @@ def _build_options(args):
 
     opts = BuildOptions(context=DEFAULT_CONTEXT if args.context is None else args.context,
                         fit_context=args.context is None, live_tokenizer=not args.python_tokenizer,
+                        cached_values=not args.no_cached_values,
                         max_chars=args.max_chars, max_word_bytes=args.max_word_bytes, bos=args.bos,
                         top_k=args.show_top, temperature=args.temperature, sample_top_k=args.top_k, seed=args.seed,
                         steer=Steering(positions=args.steer_positions))

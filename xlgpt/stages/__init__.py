@@ -6,7 +6,7 @@ from ..errors import XlgptError
 from ..reference import gpt2, steer_add
 from ..reference import sampling as sampling_reference
 from ..layout import Layout
-from ..model import Model
+from ..model import SMALL_MODEL, Model
 from ..xlsx.book import Book
 from .attention import attention_tab
 from .block import transformer_block
@@ -67,6 +67,7 @@ def build_book(model: Model, opts: BuildOptions, t: dict | None = None) -> Book:
     start_tab(book, lay, model.name, [s for s in order if any(sh.name == s for sh in book.sheets)], model.source)
     book.reorder(order)
     book.active = 0  # the start tab
+    book.manual_calc = model.config.n_params >= SMALL_MODEL  # opens at once with its cached answer; F9 recalculates
     return book
 
 

@@ -33,6 +33,7 @@ class BuildOptions:
     sample_top_k: int = 0
     seed: float | None = None  # the uniform draw; None = RAND()
     draw: float = 0.5  # with RAND(): the draw the expected (and cached) values assume; verify reads the sheet's
+    cached_values: bool = True  # store each formula's value, so the file shows its answer before any recalculation
     token_ids: list[int] | None = None  # --python-tokenizer workbooks: the ids typed in (verify reads them back)
     lens_target: int | None = None  # the logit lens's target token; None = the prediction (a formula)
     steer: Steering = field(default_factory=Steering)

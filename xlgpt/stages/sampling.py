@@ -68,7 +68,7 @@ def sampling(book, lay: Layout, t: dict, tab: Tab, opts: BuildOptions, token_tex
     for k, (name, label, value) in enumerate(inputs):
         ws.write(r + k, 2, label, S.KEY)
         if isinstance(value, str):
-            cell = ws.formula(r + k, 3, value, S.INPUT, value=Between(0.0, 1.0))
+            cell = ws.formula(r + k, 3, value, S.INPUT, value=Between(0.0, 1.0, at=opts.draw))
         else:
             cell = ws.write(r + k, 3, value, S.INPUT)
         tab.define(name, cell)

@@ -141,10 +141,11 @@ class Same:
 
 @dataclass(frozen=True)
 class Between:
-    """Expected value: any number in [lo, hi) (RAND())."""
+    """Expected value: any number in [lo, hi) (RAND()); `at`: the value shown before any recalculation."""
 
     lo: float
     hi: float
+    at: float | None = None
 
 
 @dataclass
@@ -259,6 +260,14 @@ class Sheet:
         for c in range(col, (last or col) + 1):
             self.col_styles[c] = style
 
+    def style_of_column(self, col: int) -> Style | None:
+        """The format an empty cell of this column takes (column_style, or the default from a column on)."""
+        if col in self.col_styles:
+            return self.col_styles[col]
+        if self.default_style_from and col >= self.default_style_from[0]:
+            return self.default_style_from[1]
+        return None
+
     def column_runs(self) -> list[tuple[int, int, float | None, Style | None]]:
         """<col> runs: (first, last, width, style), merging equal neighbours."""
         cols = sorted(set(self.widths) | set(self.col_styles))
@@ -315,6 +324,7 @@ class Book:
         self.sheets: list[Sheet] = []
         self.names: dict[str, Range] = {}
         self.active = 0
+        self.manual_calc = False  # Excel opens it without calculating (F9 does): for books too big to recalculate at once
 
     def sheet(self, name: str) -> Sheet:
         for s in self.sheets:

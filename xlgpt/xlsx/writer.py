@@ -34,7 +34,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .book import MAX_COLS, Book, Formula, Sheet, Style, cell_ref, col_letter
+from .book import MAX_COLS, NOVALUE, Between, Book, Formula, Sheet, Style, cell_ref, col_letter
 from .deflate import FINAL_EMPTY, crc32_combine, zlib_segment
 from .heap import heap_reuse
 from .numblock import coder, sci_texts
@@ -186,13 +186,31 @@ def _col(col: int) -> str:
     return _COLS[col]
 
 
-def _cell_xml(row: int, col: int, value, sid: int) -> str:
+def cached_xml(value) -> tuple[str, str]:
+    """A formula's cached value as (type attribute, <v> element); nothing for a value not known."""
+    if isinstance(value, Between):
+        value = value.at
+    if value is None or value is NOVALUE:
+        return "", ""
+    if isinstance(value, (bool, np.bool_)):
+        return ' t="b"', f"<v>{int(value)}</v>"
+    if isinstance(value, (int, np.integer)):
+        return "", f"<v>{int(value)}</v>"
+    if isinstance(value, (float, np.floating)):
+        return ("", f"<v>{_num(float(value))}</v>") if np.isfinite(value) else ("", "")
+    if isinstance(value, str):
+        return ' t="str"', f"<v>{cell_text(value)}</v>"
+    return "", ""
+
+
+def _cell_xml(row: int, col: int, value, sid: int, cached=NOVALUE) -> str:
     r = f"{_col(col)}{row}"
     s = f' s="{sid}"' if sid else ""
     if value is None:
         return f'<c r="{r}"{s}/>'
     if isinstance(value, Formula):
-        return f'<c r="{r}"{s}><f>{formula_xml(value.text)}</f></c>'
+        t, v = cached_xml(cached)
+        return f'<c r="{r}"{s}{t}><f>{formula_xml(value.text)}</f>{v}</c>'
     if isinstance(value, bool):
         return f'<c r="{r}"{s} t="b"><v>{int(value)}</v></c>'
     if isinstance(value, (int, float)):
@@ -253,18 +271,38 @@ def compress_text(text: str, level: int) -> tuple[bytes, int, int]:
     return zlib_segment(data, level), zlib.crc32(data), len(data)
 
 
-def sheet_rows(sheet: Sheet, styles: Styles, labels: dict | None = None) -> Iterator[str | Weights]:
+def sheet_rows(sheet: Sheet, styles: Styles, labels: dict | None = None,
+               cached: dict | None = None) -> Iterator[str | Weights]:
     """The <row> elements of a sheet in order, merging single cells, array masters and blocks: as XML
-    text, or as Weights for the rows of a lone float32 block (the fast path)."""
+    text, or as Weights for the rows of a lone float32 block (the fast path).
+
+    cached: (row, col) -> the value each formula cell shows before any recalculation (None: none written)."""
     single: dict[int, dict[int, str]] = {}
+    values = cached or {}
     for (r, c), (value, style) in sheet.cells.items():
-        single.setdefault(r, {})[c] = _cell_xml(r, c, value, styles.id(style))
+        single.setdefault(r, {})[c] = _cell_xml(r, c, value, styles.id(style), values.get((r, c), NOVALUE))
     for af in sheet.arrays:
         r, c = af.rng.r1, af.rng.c1
         _, style = sheet.cells.get((r, c), (None, None))
         sid = styles.id(style)
         s = f' s="{sid}"' if sid else ""
-        single.setdefault(r, {})[c] = f'<c r="{cell_ref(r, c)}"{s}><f t="array" ref="{af.rng.a1}">{formula_xml(af.text)}</f></c>'
+        t, v = cached_xml(values.get((r, c), NOVALUE))
+        single.setdefault(r, {})[c] = (f'<c r="{cell_ref(r, c)}"{s}{t}><f t="array" ref="{af.rng.a1}">'
+                                       f'{formula_xml(af.text)}</f>{v}</c>')
+        if cached is None:
+            continue
+        for rr in range(af.rng.r1, af.rng.r2 + 1):  # the other cells of the array carry their values too
+            row = single.setdefault(rr, {})
+            for cc in range(af.rng.c1, af.rng.c2 + 1):
+                if (rr, cc) == (r, c):
+                    continue
+                t, v = cached_xml(values.get((rr, cc), NOVALUE))
+                if not v:
+                    continue
+                own = sheet.cells.get((rr, cc))
+                sid = styles.id(own[1] if own else sheet.style_of_column(cc))
+                s = f' s="{sid}"' if sid else ""
+                row[cc] = f'<c r="{_col(cc)}{rr}"{s}{t}>{v}</c>'
     blocks = sorted(sheet.blocks, key=lambda b: (b.row, b.col))
     sids = [styles.id(b.style) for b in blocks]
     srows = sorted(single)
@@ -346,7 +384,7 @@ def _extent(sheet: Sheet) -> str:
 
 
 def sheet_xml(sheet: Sheet, styles: Styles, drawing_rid: str | None, active: bool,
-              labels: dict | None = None) -> Iterator[str | Weights]:
+              labels: dict | None = None, cached: dict | None = None) -> Iterator[str | Weights]:
     head = XML_HEAD + f'<worksheet xmlns="{NS}" xmlns:r="{NS_R}">'
     if sheet.tab_color:
         head += f'<sheetPr><tabColor rgb="FF{sheet.tab_color}"/></sheetPr>'
@@ -372,7 +410,7 @@ def sheet_xml(sheet: Sheet, styles: Styles, drawing_rid: str | None, active: boo
             for lo, hi, w, st in runs
         ) + "</cols>"
     yield head + "<sheetData>"
-    yield from sheet_rows(sheet, styles, labels)
+    yield from sheet_rows(sheet, styles, labels, cached)
     tail = "</sheetData>"
     if sheet.merged:
         tail += f'<mergeCells count="{len(sheet.merged)}">' + "".join(f'<mergeCell ref="{m.a1}"/>' for m in sheet.merged) + "</mergeCells>"
@@ -570,14 +608,15 @@ def _umask() -> int:
     return mask
 
 
-def write_book(book: Book, path: str | os.PathLike, level: int = 1, progress=None) -> None:
+def write_book(book: Book, path: str | os.PathLike, level: int = 1, progress=None, cached_values: bool = True) -> None:
     """Write atomically: a temporary file in the same folder, renamed over `path` only when complete (on
     any exception, KeyboardInterrupt included, the temporary file is removed and `path` is untouched).
     A symlink at `path` is followed (its target is replaced, the link stays); an existing file keeps its
     permissions, a new one gets 0666 minus the umask.
 
     `level`: zlib level of the XML text (weights are coded by numblock whatever the level).
-    `progress(label, done, total)`: see the module docstring."""
+    `progress(label, done, total)`: see the module docstring.
+    `cached_values`: store each formula's expected value, so readers that do not recalculate show it."""
     path = Path(os.path.realpath(path))
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -587,7 +626,7 @@ def write_book(book: Book, path: str | os.PathLike, level: int = 1, progress=Non
     os.close(fd)
     try:
         with heap_reuse():
-            _write(book, Path(tmp), level, progress)
+            _write(book, Path(tmp), level, progress, cached_values)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -598,10 +637,29 @@ def write_book(book: Book, path: str | os.PathLike, level: int = 1, progress=Non
         raise
 
 
-def _write(book: Book, tmp: Path, level: int, progress) -> None:
+def calc_pr(book: Book, cached: bool) -> str:
+    """How Excel calculates on open: a book with its values cached may open as it is (manual mode, for big
+    books: F9 recalculates); without cached values it must calculate on load."""
+    if cached and book.manual_calc:
+        return '<calcPr calcId="191029" calcMode="manual" fullCalcOnLoad="0"/>'
+    return '<calcPr calcId="191029" fullCalcOnLoad="1"/>'
+
+
+def cached_values(book: Book) -> dict[str, dict[tuple[int, int], object]]:
+    """sheet -> (row, col) -> the value every formula cell must compute (what a reader sees before recalculating)."""
+    out: dict[str, dict[tuple[int, int], object]] = {}
+    for sheet, rng, want in book.formula_cells():
+        cells = out.setdefault(sheet, {})
+        for (i, j), v in np.ndenumerate(want):
+            cells[(rng.r1 + i, rng.c1 + j)] = v
+    return out
+
+
+def _write(book: Book, tmp: Path, level: int, progress, cached: bool = True) -> None:
     styles = Styles()
     sheets = book.sheets
     labels = {(r.sheet, r.r1, r.c1, r.r2, r.c2): name for name, r in book.names.items()}
+    values = cached_values(book) if cached else {}
     total = sum(b.shape[0] * b.shape[1] for sh in sheets for b in sh.blocks)
     done = 0
     workers = _workers()
@@ -639,7 +697,7 @@ def _write(book: Book, tmp: Path, level: int, progress) -> None:
                   f'<bookViews><workbookView activeTab="{book.active}"/></bookViews>'
                   f"<sheets>{sheet_entries}</sheets>"
                   + (f"<definedNames>{names}</definedNames>" if names else "")
-                  + '<calcPr calcId="191029" fullCalcOnLoad="1"/></workbook>')
+                  + calc_pr(book, cached) + "</workbook>")
             rels = "".join(
                 f'<Relationship Id="rId{i}" Type="{NS_R}/worksheet" Target="worksheets/sheet{i}.xml"/>'
                 for i in range(1, len(sheets) + 1)
@@ -677,7 +735,7 @@ def _write(book: Book, tmp: Path, level: int, progress) -> None:
 
                 text: list[str] = []
                 size = 0
-                for piece in sheet_xml(sh, styles, rid, i - 1 == book.active, labels):
+                for piece in sheet_xml(sh, styles, rid, i - 1 == book.active, labels, values.get(sh.name) if cached else None):
                     if isinstance(piece, str):
                         text.append(piece)
                         size += len(piece)
