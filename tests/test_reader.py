@@ -6,7 +6,7 @@ import openpyxl
 import pytest
 from openpyxl.workbook.defined_name import DefinedName
 
-from xlgpt.errors import XlgptError
+from xlgpt.xlsx.reader import XlsxError
 from xlgpt.model import load_model
 from xlgpt.stages import BuildOptions, build_book
 from xlgpt.xlsx import reader
@@ -16,7 +16,7 @@ from xlgpt.xlsx.writer import write_book
 
 
 def numbers_by_openpyxl(path, sheet, ref) -> np.ndarray:
-    ws = openpyxl.load_workbook(path)[sheet]
+    ws = openpyxl.load_workbook(path, data_only=True)[sheet]  # formula cells: their cached values, as stored
     rows = [[c.value if isinstance(c.value, (int, float)) and not isinstance(c.value, bool) else np.nan for c in r]
             for r in ws[ref]]
     return np.array(rows, dtype=np.float64)
@@ -100,14 +100,14 @@ def test_fast_path_matches_float_parsing():
 
 def test_errors(tiny, tmp_path):
     path, _ = tiny
-    with pytest.raises(XlgptError, match="no defined name"):
+    with pytest.raises(XlsxError, match="no defined name"):
         read_named(path, "nope")
-    with pytest.raises(XlgptError, match="no sheet"):
+    with pytest.raises(XlsxError, match="no sheet"):
         read_range(path, "nope", "A1")
-    with pytest.raises(XlgptError, match="range reference"):
+    with pytest.raises(XlsxError, match="range reference"):
         read_range(path, "h0", "A1:B")
     (tmp_path / "x.xlsx").write_bytes(b"not a zip")
-    with pytest.raises(XlgptError, match="cannot open"):
+    with pytest.raises(XlsxError, match="cannot open"):
         read_range(tmp_path / "x.xlsx", "s", "A1")
 
 

@@ -21,6 +21,7 @@ from .reference import sample_token
 from .stages import BuildOptions, build_book, forward, prompt_ids
 from .stages.options import check_build, check_text
 from .xlsx.book import MAX_COLS, MAX_ROWS
+from .xlsx.numblock import written_values
 from .xlsx.writer import IllegalText, write_book
 
 FILE_BYTES_PER_WEIGHT = 9.7  # measured: GPT-2 small's 124.4M weights make a 1.2 GB file (README)
@@ -101,12 +102,9 @@ def default_out(model: Model) -> Path:
 
 
 def as_written(a: np.ndarray) -> np.ndarray:
-    """The float64 values an engine reads back from the 9-significant-digit decimals the writer stores."""
+    """The float64 values an engine reads back from what the writer stores (float64 is stored exactly)."""
     a = np.asarray(a)
-    if a.dtype == np.float64:
-        return a
-    flat = [float(s) for s in ("%.9g " * a.size % tuple(a.ravel().tolist())).split()]
-    return np.array(flat, dtype=np.float64).reshape(a.shape)
+    return a if a.dtype == np.float64 else written_values(a)
 
 
 def reference_forward(model: Model, ids: list[int], opts: BuildOptions) -> dict:

@@ -8,6 +8,7 @@ import signal
 import sys
 
 from .errors import Interrupted, XlgptError
+from .xlsx.reader import XlsxError
 
 ENGINE_HELP = "formulas (pure Python, tiny workbooks only), ironcalc (default) or libreoffice"
 
@@ -235,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         code = COMMANDS[args.cmd](args)
         sys.stdout.flush()  # a closed pipe fails here, where it is handled, not at exit
         return code
-    except XlgptError as e:
+    except (XlgptError, XlsxError) as e:  # the user's input, or a file that is not what it claims
         print(f"xlgpt: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return getattr(e, "exit_code", 2)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP as Interrupted
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         print(f"xlgpt: interrupted by {signal.Signals(signum).name}", file=sys.stderr)

@@ -22,7 +22,6 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
-from ..errors import XlgptError
 from .heap import heap_reuse
 
 CHUNK = 1 << 22  # bytes of sheet XML parsed at a time: temporaries stay small
@@ -33,7 +32,7 @@ _POW10 = 10.0 ** np.arange(23)
 def _parse_ref(ref: str) -> tuple[int, int, int, int]:
     m = re.fullmatch(r"\$?([A-Za-z]{1,3})\$?(\d+)(?::\$?([A-Za-z]{1,3})\$?(\d+))?", ref.strip())
     if not m:
-        raise XlgptError(f"not a range reference: {ref!r}")
+        raise XlsxError(f"not a range reference: {ref!r}")
 
     def col(s: str) -> int:
         n = 0
@@ -46,10 +45,101 @@ def _parse_ref(ref: str) -> tuple[int, int, int, int]:
     return min(r1, r2), min(c1, c2), max(r1, r2), max(c1, c2)
 
 
+class XlsxError(ValueError):
+    """An .xlsx that cannot be read as asked (the application turns it into its one-line message)."""
+
+
+def workbook_part(zf: zipfile.ZipFile) -> str:
+    """Path of the workbook part inside the zip (normally xl/workbook.xml)."""
+    try:
+        rels = ET.fromstring(zf.read("_rels/.rels"))
+        for rel in rels:
+            if rel.get("Type", "").endswith("/officeDocument"):
+                target = rel.get("Target", "").lstrip("/")
+                if target in zf.namelist():
+                    return target
+    except (KeyError, ET.ParseError):
+        pass
+    return "xl/workbook.xml"
+
+
+def workbook_root(path) -> ET.Element:
+    """The parsed workbook part; XlsxError if the file is not a readable .xlsx."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return ET.fromstring(zf.read(workbook_part(zf)))
+    except FileNotFoundError:
+        raise XlsxError(f"workbook not found: {path}") from None
+    except (zipfile.BadZipFile, KeyError, ET.ParseError, OSError) as e:
+        raise XlsxError(f"not a readable .xlsx workbook: {path} ({e})") from None
+
+
+def sheet_titles(root: ET.Element) -> list[str]:
+    return [el.get("name") for el in root.iter() if el.tag.split("}")[-1] == "sheet" and el.get("name")]
+
+
+_NAME_REF = re.compile(r"^\$?[A-Za-z]{1,3}\$?[0-9]{1,7}(:\$?[A-Za-z]{1,3}\$?[0-9]{1,7})?$")
+
+
+def _split_sheet_ref(text: str) -> tuple[str, str] | None:
+    """"'block 0'!$A$1:$B$2" -> ("block 0", "A1:B2"); None if it is not one plain area."""
+    text = text.strip()
+    if text.startswith("="):
+        text = text[1:]
+    if text.startswith("'"):
+        i, sheet = 1, []
+        while i < len(text):
+            if text[i] == "'":
+                if text[i + 1:i + 2] == "'":
+                    sheet.append("'")
+                    i += 2
+                    continue
+                break
+            sheet.append(text[i])
+            i += 1
+        else:
+            return None
+        rest = text[i + 1:]
+        sheet_name = "".join(sheet)
+    else:
+        sheet_name, sep, rest = text.partition("!")
+        if not sep:
+            return None
+        rest = "!" + rest
+    if not rest.startswith("!"):
+        return None
+    ref = rest[1:]
+    if not sheet_name or not _NAME_REF.match(ref):
+        return None
+    return sheet_name, ref.replace("$", "").upper()
+
+
+def defined_names(path) -> dict[str, tuple[str, str]]:
+    """Workbook-level defined names that point at one range: name -> (sheet title, "A1:B2").
+
+    A single cell comes back as "A1". Names scoped to one sheet are included unless a
+    workbook-level name of the same name exists; hidden/builtin names and names that are
+    constants, formulas or several areas are left out."""
+    root = workbook_root(os.fspath(path))
+    found: dict[str, tuple[str, str]] = {}
+    local: dict[str, tuple[str, str]] = {}
+    for el in root.iter():
+        if not el.tag.endswith("}definedName") and el.tag != "definedName":
+            continue
+        name = el.get("name") or ""
+        if not name or name.startswith("_xlnm.") or el.get("hidden") in ("1", "true"):
+            continue
+        target = _split_sheet_ref(el.text or "")
+        if target is None:
+            continue
+        (local if el.get("localSheetId") is not None else found)[name] = target
+    for name, target in local.items():
+        found.setdefault(name, target)
+    return found
+
+
 def sheet_parts(zf: zipfile.ZipFile) -> dict[str, str]:
     """Sheet name -> zip member of its XML."""
-    from ..engines.xlsxzip import workbook_part
-
     wb_part = workbook_part(zf)
     root = ET.fromstring(zf.read(wb_part))
     rels_path = posixpath.join(posixpath.dirname(wb_part), "_rels", posixpath.basename(wb_part) + ".rels")
@@ -151,7 +241,7 @@ def _parse_chunk(a: np.ndarray, row0: int):
     vs = lt[w3 == _LT_V]
     ve = lt[w == _END_V]
     if vs.size != ve.size:
-        raise XlgptError("malformed sheet XML: unbalanced <v> elements")
+        raise XlsxError("malformed sheet XML: unbalanced <v> elements")
     row_nums = np.empty(rows_at.size, np.int64)
     last = row0
     for i, p in enumerate(rows_at.tolist()):  # one per row: a little Python is fine
@@ -162,10 +252,10 @@ def _parse_chunk(a: np.ndarray, row0: int):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), last
     owner = np.searchsorted(cells, vs, side="right") - 1
     if (owner < 0).any():
-        raise XlgptError("malformed sheet XML: a <v> outside any cell")
+        raise XlsxError("malformed sheet XML: a <v> outside any cell")
     cp = cells[owner]
     if not np.all(u32[cp + 2] == _R_ATTR):  # our writer, Excel and openpyxl write r first
-        raise XlgptError("cells without an r attribute right after <c are not supported by this reader")
+        raise XlsxError("cells without an r attribute right after <c are not supported by this reader")
     L = u32[cp + 6]
     l0, l1, l2 = (L & 0xFF).astype(np.int64) - 64, ((L >> 8) & 0xFF).astype(np.int64) - 64, ((L >> 16) & 0xFF).astype(np.int64) - 64
     is1, is2 = (l1 >= 1) & (l1 <= 26), (l2 >= 1) & (l2 <= 26)
@@ -221,7 +311,7 @@ def iter_cells(zf: zipfile.ZipFile, member: str, max_row: int | None = None):
     try:
         fh = zf.open(member)
     except KeyError:
-        raise XlgptError(f"the workbook has no part {member}") from None
+        raise XlsxError(f"the workbook has no part {member}") from None
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
 
@@ -282,11 +372,11 @@ def _read_ranges(path: str, sheet: str, refs: list[str]) -> list[np.ndarray]:
     try:
         zf = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as e:
-        raise XlgptError(f"cannot open {path}: {e}") from None
+        raise XlsxError(f"cannot open {path}: {e}") from None
     with zf:
         parts = sheet_parts(zf)
         if sheet not in parts:
-            raise XlgptError(f"no sheet named {sheet!r} in {path}")
+            raise XlsxError(f"no sheet named {sheet!r} in {path}")
         top = max(b[2] for b in boxes)
         for r, c, v in iter_cells(zf, parts[sheet], max_row=top):
             for (r1, c1, r2, c2), out in zip(boxes, outs):
@@ -308,15 +398,13 @@ def read_range(path, sheet: str, ref: str) -> np.ndarray:
 
 def read_names(path, names: list[str]) -> dict[str, np.ndarray]:
     """Several defined names, each sheet decompressed once."""
-    from ..engines import defined_names
-
     table = defined_names(path)
     lower = {k.lower(): k for k in table}
     by_sheet: dict[str, list[str]] = {}
     for n in names:
         key = n if n in table else lower.get(n.lower())
         if key is None:
-            raise XlgptError(f"the workbook has no defined name {n!r}")
+            raise XlsxError(f"the workbook has no defined name {n!r}")
         by_sheet.setdefault(table[key][0], []).append(n)
     out = {}
     for sheet, ns in by_sheet.items():
