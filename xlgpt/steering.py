@@ -160,26 +160,14 @@ def load_vector(path, n_embd: int) -> np.ndarray:
 
 
 # ---- an activation difference --------------------------------------------------------------------------
-def prompt_ids(model: Model, text: str, bos: bool) -> list[int]:
-    tok = model.tokenizer
-    ids = tok.encode(text)
-    if bos:
-        if tok.eot_id is None:
-            raise XlgptError("--bos needs a tokenizer with <|endoftext|>")
-        ids = [tok.eot_id] + ids
-    if not ids:
-        raise XlgptError(f"cannot steer with an empty prompt ({text!r})")
-    if len(ids) > model.config.n_ctx:
-        raise XlgptError(f"{text[:40]!r}... is {len(ids)} tokens, more than the model's n_ctx {model.config.n_ctx}")
-    return ids
-
-
 def resid_pre(model: Model, text: str, layer: int, bos: bool = False) -> np.ndarray:
     """The residual stream entering block `layer` for a prompt, [n, C] (NumPy reference, unsteered)."""
+    from .contract import T
     from .reference import gpt2
+    from .stages import encode
 
-    t = gpt2(prompt_ids(model, text, bos), model.params, model.config)
-    return t[f"block_{layer}_resid_pre"]
+    t = gpt2(encode(model, text, bos, what=f"the steering prompt {text!r}"), model.params, model.config)
+    return t[T.block_resid_pre(layer)]
 
 
 def activation_diff(model: Model, plus: str, minus: str, layer: int, mean: bool = False, bos: bool = False) -> np.ndarray:

@@ -101,21 +101,27 @@ def forward(model: Model, opts: BuildOptions, ids: list[int]) -> dict:
     return t
 
 
-def prompt_ids(model: Model, opts: BuildOptions) -> list[int]:
-    """The prompt's token ids per the Python tokenizer; too long for the context is an error."""
+def encode(model: Model, text: str, bos: bool, what: str = "the prompt") -> list[int]:
+    """A text's token ids for this model (BOS first if asked): refused when empty or past the model's n_ctx."""
     tok = model.tokenizer
-    if opts.token_ids is not None and not opts.live_tokenizer:
-        return list(opts.token_ids)
-    ids = tok.encode(opts.prompt)
-    if opts.bos:
+    ids = tok.encode(text)
+    if bos:
         if tok.eot_id is None:
             raise XlgptError("--bos needs a tokenizer with <|endoftext|>")
         ids = [tok.eot_id] + ids
     if not ids:
-        raise XlgptError("the prompt is empty: give --prompt some text (or --bos)")
+        raise XlgptError(f"{what} is empty: give it some text (or --bos)")
     if len(ids) > model.config.n_ctx:
-        raise XlgptError(f"the prompt is {len(ids)} tokens but {model.name} reads at most {model.config.n_ctx} "
+        raise XlgptError(f"{what} is {len(ids)} tokens but {model.name} reads at most {model.config.n_ctx} "
                          "(its n_ctx): shorten it")
+    return ids
+
+
+def prompt_ids(model: Model, opts: BuildOptions) -> list[int]:
+    """The prompt's token ids per the Python tokenizer (or those typed in); too long for the context is an error."""
+    if opts.token_ids is not None and not opts.live_tokenizer:
+        return list(opts.token_ids)
+    ids = encode(model, opts.prompt, opts.bos)
     if len(ids) > opts.context:
         raise XlgptError(f"the prompt is {len(ids)} tokens but the context is {opts.context}: "
                          f"shorten it or pass --context {len(ids)}")
