@@ -146,7 +146,8 @@ def status_kind(text: str, tok: Tokenizer, bos: bool) -> str:
     pieces = tok.pretokenize(text)
     n = len(tok.encode(text)) + bool(bos and tok.eot_id is not None)
     return next((kind for kind, broken in [
-        ("chars", len(text) > P), ("bos", bos and tok.eot_id is None), ("empty", n == 0), ("pretokens", len(pieces) > N),
+        ("chars", len(text) > P), ("bos", bos and tok.eot_id is None), ("empty", n == 0),
+        ("pretokens", len(pieces) > N),
         ("word", any(len(p.encode()) > M for p in pieces)), ("tokens", n > N)] if broken), "")
 
 
@@ -184,30 +185,34 @@ def test_model_decodes_as_python():
 
 
 # ---- (1) every formula of the tokenizer has an expectation -------------------------------------------------------
-@pytest.mark.parametrize("spec", ["tiny", "tiny:merges=500"])
-def test_every_tokenizer_formula_has_an_expectation(spec):
-    model = load_model(spec)
-    for prompt in ["it's 42 café", " a\n\tb", "你好😀"]:  # through build_book, default limits
-        book = build_book(model, BuildOptions(prompt=prompt, context=16))
+def test_every_tokenizer_formula_has_an_expectation():
+    model = load_model("tiny:merges=500")
+    small = dict(max_word_bytes=M)
+    builds = [("it's 42 café", {}), (" a\n\tb", small), ("你好😀", small),  # through build_book
+              ("ab ééé", dict(max_word_bytes=6)), ("ab éééé", dict(max_word_bytes=6)),  # a word at and over M
+              ("hello", dict(max_chars=4, **small))]  # too many characters
+    for prompt, limits in builds:
+        book = build_book(model, BuildOptions(prompt=prompt, context=16, **limits))
         assert not missing(book, TOKENIZER_TABS), (prompt, missing(book, TOKENIZER_TABS)[:5])
     book = build_book(model, BuildOptions(prompt="it's", context=N, live_tokenizer=False))
     assert not missing(book, (PROMPT, TOKENS))
+    model = load_model("tiny")
     for prompt in LIMIT_PROMPTS:  # past a limit (build_book refuses some of these)
         assert not missing(tokenizer_book(model, prompt), TOKENIZER_TABS), prompt
     assert not missing(tokenizer_book(model, "x", True, without_eot(model.tokenizer)), TOKENIZER_TABS)
 
 
-def predicted_ids(model, prompt: str, k: int) -> list[int]:
+def predicted_ids(model, opts: BuildOptions) -> list[int]:
     """The next token's id and the top-k ids, from the reference (what the prediction tab's decode block reads)."""
-    ids = stages.prompt_ids(model, BuildOptions(prompt=prompt, context=N))
-    logits = gpt2(ids + [model.tokenizer.eot_id] * (N - len(ids)), model.params, model.config,
+    ids = stages.prompt_ids(model, opts)
+    logits = gpt2(ids + [model.tokenizer.eot_id] * (opts.context - len(ids)), model.params, model.config,
                   n_real=len(ids))["lm_head_logits"]
-    top = [int(i) for i in top_k(logits, k)]
+    top = [int(i) for i in top_k(logits, min(opts.top_k, model.config.vocab_size))]
     return [top[0]] + top
 
 
 def build_with_predicted_ids(model, opts, monkeypatch) -> Book:
-    ids = predicted_ids(model, opts.prompt, min(opts.top_k, model.config.vocab_size))
+    ids = predicted_ids(model, opts)
     monkeypatch.setattr(stages, "prediction", lambda book, lay, text: prediction(book, lay, text, ids=ids))
     return build_book(model, opts)
 
@@ -236,7 +241,7 @@ def test_ironcalc_without_eot(tmp_path):
 def test_ironcalc_whole_workbook(tmp_path, monkeypatch):
     """build_book's workbook: the tokenizer tabs and the decode blocks (tokens tab, prediction tab) as loaded."""
     model = load_model("tiny:merges=500")
-    opts = BuildOptions(prompt="Hello, it's 😀", context=N, top_k=5)
+    opts = BuildOptions(prompt="Hello, it's 😀", context=16, top_k=5)
     book = build_with_predicted_ids(model, opts, monkeypatch)
     block = [(s, r, v) for s, r, v in expectations(book, {PREDICTION}) if r.c1 >= 19]  # the decode block
     assert block and not missing(book, TOKENIZER_TABS) and all(NOVALUE not in v.flat for _, _, v in block)
@@ -257,7 +262,8 @@ def test_libreoffice_computes_the_expectations(tmp_path):
     model = load_model("tiny:merges=500")
     path = tmp_path / "tok.xlsx"
     write_book(tokenizer_book(model, "a😀b"), path)
-    prompts = [(None, False), ("it's 42", False), ("café  中文\n", False), ("é" * 13 + " ab", False), ("x" * (P + 1), True),
+    prompts = [(None, False), ("it's 42", False), ("café  中文\n", False), ("é" * 13 + " ab", False),
+               ("x" * (P + 1), True),
                ("😀😀😀", False)]
     with open_workbook(path, "libreoffice") as s:
         n, bad = run_prompts(s, model, prompts)

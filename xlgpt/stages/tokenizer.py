@@ -38,7 +38,8 @@ def status_formula(lay: Layout, eot_ok: bool, pre) -> str:
     over, most, longest = pre.overflow.abs, pre.max_bytes.abs, pre.longest.abs
     cond = {"chars": f"prompt_units>{P}", "bos": "bos", "empty": "n_tokens=0", "pretokens": over,
             "word": f"{most}>{M}", "tokens": f"n_tokens>{N}"}
-    cells = {k: f'"&{v}&"' for k, v in dict(units="prompt_units", longest=longest, bytes=most, n_tokens="n_tokens").items()}
+    values = dict(units="prompt_units", longest=longest, bytes=most, n_tokens="n_tokens")
+    cells = {k: f'"&{v}&"' for k, v in values.items()}  # joined into the message text
     f = '""'
     for kind, msg in reversed(STATUS):
         if kind != "bos" or not eot_ok:
