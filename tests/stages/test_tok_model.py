@@ -17,12 +17,13 @@ from conftest import needs_libreoffice
 from corpus import CORPUS, SUBSET, long_words
 from xlgpt.engines import open_workbook
 from xlgpt.engines.base import CellError
-from xlgpt.layout import BPE, CHARS, PREDICTION, PRETOKENS, PROMPT, TOKENS
+from xlgpt.layout import BPE, CHARS, PREDICTION, PRETOKENS, PROMPT, TOKENS, Tab
 from xlgpt.model import load_model
 from xlgpt.reference import gpt2, top_k
 from xlgpt.stages import BuildOptions, build_book, make_layout
 from xlgpt.stages.data import display, vocab_tab, vocab_texts
 from xlgpt.stages.head import prediction
+from xlgpt.stages.tok_decode import TokenText
 from xlgpt.stages.tok_model import STATUS, decode_steps, tokenizer_steps
 from xlgpt.stages.tokenizer import live_tokenizer
 from xlgpt.stages.tokens import prompt_tab
@@ -254,6 +255,30 @@ def test_ironcalc_whole_workbook(tmp_path, monkeypatch):
     with open_workbook(tmp_path / "python.xlsx", "ironcalc") as s:
         n, bad = mismatches(s, expectations(python, (PROMPT, TOKENS)))
     assert n and not bad, "\n".join(bad[:20])
+
+
+@pytest.mark.slow
+def test_ironcalc_decodes_gpt2_ids_as_the_model(tmp_path):
+    """Every cell of the decode block for 400 GPT-2 ids, 300 of them part of a UTF-8 character (about a minute:
+    the vocab tab holds 50,257 rows)."""
+    tok = Tokenizer.gpt2()
+    partial = [i for i in range(tok.vocab_size) if tok.token_text(i) != tok.token_bytes(i).decode("utf-8", "ignore")]
+    rng = np.random.default_rng(0)
+    ids = sorted({*map(int, rng.choice(partial, 300, replace=False)), *map(int, rng.integers(0, tok.vocab_size, 100)),
+                  0, 127, 255, tok.eot_id})
+    model = load_model("tiny:layers=1,heads=1,embd=4")
+    lay = make_layout(model, BuildOptions(prompt="Hi", context=4))
+    book = Book()
+    ws = book.sheet("ids")
+    cells = [ws.write(k + 1, 1, v) for k, v in enumerate(ids)]
+    vocab_tab(book, lay, tok, vocab_texts(tok))
+    TokenText(lay, tok).block(Tab(book, "decode"), cells, ids=ids)
+    exp = expectations(book, {"decode"})
+    assert not any(NOVALUE in v.flat for _, _, v in exp)
+    write_book(book, tmp_path / "decode.xlsx")
+    with open_workbook(tmp_path / "decode.xlsx", "ironcalc") as s:
+        n, bad = mismatches(s, exp)
+    assert n > 200_000 and not bad, "\n".join(bad[:20])
 
 
 # ---- (3) LibreOffice too -------------------------------------------------------------------------------------------

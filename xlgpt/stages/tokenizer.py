@@ -7,7 +7,8 @@ Only ordinary functions (INDEX, MATCH, MID, LEN, UNICODE/UNICHAR, IF, MIN, arith
 over declared ranges: no LAMBDA, LET, dynamic arrays, macros or add-ins. Lookups are per cell (IronCalc does not
 lift INDEX/MATCH/MID over arrays); array formulas do elementwise work only.
 
-Defines what the rest of the workbook reads: positions, tokens_ids, tokens_text, n_tokens (tokens tab) and
+Every formula carries the value it computes for the prompt the workbook is built with, from tok_model (a Python
+model of these steps). Defines what the rest of the workbook reads: positions, tokens_ids, tokens_text, n_tokens (tokens tab) and
 status (prompt tab). Data tabs: merges, unicode, bytes.
 """
 from __future__ import annotations
