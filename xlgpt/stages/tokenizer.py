@@ -8,8 +8,8 @@ over declared ranges: no LAMBDA, LET, dynamic arrays, macros or add-ins. Lookups
 lift INDEX/MATCH/MID over arrays); array formulas do elementwise work only.
 
 Every formula carries the value it computes for the prompt the workbook is built with, from tok_model (a Python
-model of these steps). Defines what the rest of the workbook reads: positions, tokens_ids, tokens_text, n_tokens (tokens tab) and
-status (prompt tab). Data tabs: merges, unicode, bytes.
+model of these steps). Defines what the rest of the workbook reads: positions, tokens_ids, tokens_text, n_tokens
+(tokens tab) and status (prompt tab). Data tabs: merges, unicode, bytes.
 """
 from __future__ import annotations
 
