@@ -80,6 +80,7 @@ def decode_block(tab: Tab, ids: list[Range], D: int, labels: list[str] | None = 
             return NOVALUE
         v = getattr(m, field)[i]
         return v if j is None else v[j] if z is None else [v[j:z]]
+
     c0 = DATA_COL if col0 is None else col0
     row = tab.row
 
