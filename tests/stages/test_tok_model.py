@@ -17,12 +17,13 @@ from conftest import needs_libreoffice
 from corpus import CORPUS, SUBSET, long_words
 from xlgpt.engines import open_workbook
 from xlgpt.engines.base import CellError
-from xlgpt.layout import BPE, CHARS, PREDICTION, PRETOKENS, PROMPT, TOKENS
+from xlgpt.layout import BPE, CHARS, PREDICTION, PRETOKENS, PROMPT, TOKENS, Tab
 from xlgpt.model import load_model
 from xlgpt.reference import gpt2, top_k
 from xlgpt.stages import BuildOptions, build_book, make_layout
 from xlgpt.stages.data import display, vocab_tab, vocab_texts
 from xlgpt.stages.head import prediction
+from xlgpt.stages.tok_decode import TokenText
 from xlgpt.stages.tok_model import STATUS, decode_steps, tokenizer_steps
 from xlgpt.stages.tokenizer import live_tokenizer
 from xlgpt.stages.tokens import prompt_tab
@@ -146,7 +147,8 @@ def status_kind(text: str, tok: Tokenizer, bos: bool) -> str:
     pieces = tok.pretokenize(text)
     n = len(tok.encode(text)) + bool(bos and tok.eot_id is not None)
     return next((kind for kind, broken in [
-        ("chars", len(text) > P), ("bos", bos and tok.eot_id is None), ("empty", n == 0), ("pretokens", len(pieces) > N),
+        ("chars", len(text) > P), ("bos", bos and tok.eot_id is None), ("empty", n == 0),
+        ("pretokens", len(pieces) > N),
         ("word", any(len(p.encode()) > M for p in pieces)), ("tokens", n > N)] if broken), "")
 
 
@@ -184,30 +186,34 @@ def test_model_decodes_as_python():
 
 
 # ---- (1) every formula of the tokenizer has an expectation -------------------------------------------------------
-@pytest.mark.parametrize("spec", ["tiny", "tiny:merges=500"])
-def test_every_tokenizer_formula_has_an_expectation(spec):
-    model = load_model(spec)
-    for prompt in ["it's 42 café", " a\n\tb", "你好😀"]:  # through build_book, default limits
-        book = build_book(model, BuildOptions(prompt=prompt, context=16))
+def test_every_tokenizer_formula_has_an_expectation():
+    model = load_model("tiny:merges=500")
+    small = dict(max_word_bytes=M)
+    builds = [("it's 42 café", {}), (" a\n\tb", small), ("你好😀", small),  # through build_book
+              ("ab ééé", dict(max_word_bytes=6)), ("ab éééé", dict(max_word_bytes=6)),  # a word at and over M
+              ("hello", dict(max_chars=4, **small))]  # too many characters
+    for prompt, limits in builds:
+        book = build_book(model, BuildOptions(prompt=prompt, context=16, **limits))
         assert not missing(book, TOKENIZER_TABS), (prompt, missing(book, TOKENIZER_TABS)[:5])
     book = build_book(model, BuildOptions(prompt="it's", context=N, live_tokenizer=False))
     assert not missing(book, (PROMPT, TOKENS))
+    model = load_model("tiny")
     for prompt in LIMIT_PROMPTS:  # past a limit (build_book refuses some of these)
         assert not missing(tokenizer_book(model, prompt), TOKENIZER_TABS), prompt
     assert not missing(tokenizer_book(model, "x", True, without_eot(model.tokenizer)), TOKENIZER_TABS)
 
 
-def predicted_ids(model, prompt: str, k: int) -> list[int]:
+def predicted_ids(model, opts: BuildOptions) -> list[int]:
     """The next token's id and the top-k ids, from the reference (what the prediction tab's decode block reads)."""
-    ids = stages.prompt_ids(model, BuildOptions(prompt=prompt, context=N))
-    logits = gpt2(ids + [model.tokenizer.eot_id] * (N - len(ids)), model.params, model.config,
+    ids = stages.prompt_ids(model, opts)
+    logits = gpt2(ids + [model.tokenizer.eot_id] * (opts.context - len(ids)), model.params, model.config,
                   n_real=len(ids))["lm_head_logits"]
-    top = [int(i) for i in top_k(logits, k)]
+    top = [int(i) for i in top_k(logits, min(opts.top_k, model.config.vocab_size))]
     return [top[0]] + top
 
 
 def build_with_predicted_ids(model, opts, monkeypatch) -> Book:
-    ids = predicted_ids(model, opts.prompt, min(opts.top_k, model.config.vocab_size))
+    ids = predicted_ids(model, opts)
     monkeypatch.setattr(stages, "prediction", lambda book, lay, text: prediction(book, lay, text, ids=ids))
     return build_book(model, opts)
 
@@ -236,7 +242,7 @@ def test_ironcalc_without_eot(tmp_path):
 def test_ironcalc_whole_workbook(tmp_path, monkeypatch):
     """build_book's workbook: the tokenizer tabs and the decode blocks (tokens tab, prediction tab) as loaded."""
     model = load_model("tiny:merges=500")
-    opts = BuildOptions(prompt="Hello, it's 😀", context=N, top_k=5)
+    opts = BuildOptions(prompt="Hello, it's 😀", context=16, top_k=5)
     book = build_with_predicted_ids(model, opts, monkeypatch)
     block = [(s, r, v) for s, r, v in expectations(book, {PREDICTION}) if r.c1 >= 19]  # the decode block
     assert block and not missing(book, TOKENIZER_TABS) and all(NOVALUE not in v.flat for _, _, v in block)
@@ -251,13 +257,38 @@ def test_ironcalc_whole_workbook(tmp_path, monkeypatch):
     assert n and not bad, "\n".join(bad[:20])
 
 
+@pytest.mark.slow
+def test_ironcalc_decodes_gpt2_ids_as_the_model(tmp_path):
+    """Every cell of the decode block for 400 GPT-2 ids, 300 of them part of a UTF-8 character (about a minute:
+    the vocab tab holds 50,257 rows)."""
+    tok = Tokenizer.gpt2()
+    partial = [i for i in range(tok.vocab_size) if tok.token_text(i) != tok.token_bytes(i).decode("utf-8", "ignore")]
+    rng = np.random.default_rng(0)
+    ids = sorted({*map(int, rng.choice(partial, 300, replace=False)), *map(int, rng.integers(0, tok.vocab_size, 100)),
+                  0, 127, 255, tok.eot_id})
+    model = load_model("tiny:layers=1,heads=1,embd=4")
+    lay = make_layout(model, BuildOptions(prompt="Hi", context=4))
+    book = Book()
+    ws = book.sheet("ids")
+    cells = [ws.write(k + 1, 1, v) for k, v in enumerate(ids)]
+    vocab_tab(book, lay, tok, vocab_texts(tok))
+    TokenText(lay, tok).block(Tab(book, "decode"), cells, ids=ids)
+    exp = expectations(book, {"decode"})
+    assert not any(NOVALUE in v.flat for _, _, v in exp)
+    write_book(book, tmp_path / "decode.xlsx")
+    with open_workbook(tmp_path / "decode.xlsx", "ironcalc") as s:
+        n, bad = mismatches(s, exp)
+    assert n > 200_000 and not bad, "\n".join(bad[:20])
+
+
 # ---- (3) LibreOffice too -------------------------------------------------------------------------------------------
 @needs_libreoffice
 def test_libreoffice_computes_the_expectations(tmp_path):
     model = load_model("tiny:merges=500")
     path = tmp_path / "tok.xlsx"
     write_book(tokenizer_book(model, "a😀b"), path)
-    prompts = [(None, False), ("it's 42", False), ("café  中文\n", False), ("é" * 13 + " ab", False), ("x" * (P + 1), True),
+    prompts = [(None, False), ("it's 42", False), ("café  中文\n", False), ("é" * 13 + " ab", False),
+               ("x" * (P + 1), True),
                ("😀😀😀", False)]
     with open_workbook(path, "libreoffice") as s:
         n, bad = run_prompts(s, model, prompts)

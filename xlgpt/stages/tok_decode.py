@@ -88,6 +88,7 @@ def decode_block(tab: Tab, ids: list[Range], D: int, labels: list[str] | None = 
             return NOVALUE
         v = getattr(m, field)[i]
         return v if j is None else v[j] if z is None else [v[j:z]]
+
     c0 = DATA_COL if col0 is None else col0
     row = tab.row
 
@@ -127,7 +128,8 @@ def decode_block(tab: Tab, ids: list[Range], D: int, labels: list[str] | None = 
     out = []
     for i, ref in enumerate(ids):
         r = head.r1 + i
-        ws.formula(r, c0, f"={ref.abs if ref.sheet != tab.name else ref.local(False)}", S.INT, value=Same(ref))
+        ws.formula(r, c0, f"={ref.abs if ref.sheet != tab.name else ref.local(False)}", S.INT,
+                   value=Same(ref) if m is None else m.ids[i])
         ws.formula(r, c0 + 1, f"=INDEX(vocab_token,{cid}{r}+1)", S.TEXT, value=value("stored", i))
         ws.formula(r, c0 + 2, f"=LEN({cstored}{r})", S.INT, value=value("n", i))
         rb, rs, rp = byt.r1 + i, shown.r1 + i, piece.r1 + i

@@ -17,6 +17,7 @@ import regex
 
 from ..layout import Layout
 from ..tokenizer import CHAR_BYTE, EOT, GPT2_PATTERN, Tokenizer
+from .data import VISIBLE
 from .tok_bpe import width
 from .tok_data import NO_MERGE
 
@@ -33,8 +34,8 @@ def char_class(ch: str) -> int:
 
 
 def visible(cp: int) -> int:
-    """Control characters as their symbols ␀..␟ and ␡ (as data.display)."""
-    return cp + 0x2400 if cp < 32 else 0x2421 if cp == 127 else cp
+    """Control characters as their symbols ␀..␟ and ␡ (data.display of one character)."""
+    return ord(VISIBLE[cp]) if cp in VISIBLE else cp
 
 
 # ---- status ----------------------------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ Only ordinary functions (INDEX, MATCH, MID, LEN, UNICODE/UNICHAR, IF, MIN, arith
 over declared ranges: no LAMBDA, LET, dynamic arrays, macros or add-ins. Lookups are per cell (IronCalc does not
 lift INDEX/MATCH/MID over arrays); array formulas do elementwise work only.
 
-Defines what the rest of the workbook reads: positions, tokens_ids, tokens_text, n_tokens (tokens tab) and
-status (prompt tab). Data tabs: merges, unicode, bytes.
+Every formula carries the value it computes for the prompt the workbook is built with, from tok_model (a Python
+model of these steps). Defines what the rest of the workbook reads: positions, tokens_ids, tokens_text, n_tokens
+(tokens tab) and status (prompt tab). Data tabs: merges, unicode, bytes.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def status_formula(lay: Layout, eot_ok: bool, pre) -> str:
     over, most, longest = pre.overflow.abs, pre.max_bytes.abs, pre.longest.abs
     cond = {"chars": f"prompt_units>{P}", "bos": "bos", "empty": "n_tokens=0", "pretokens": over,
             "word": f"{most}>{M}", "tokens": f"n_tokens>{N}"}
-    cells = {k: f'"&{v}&"' for k, v in dict(units="prompt_units", longest=longest, bytes=most, n_tokens="n_tokens").items()}
+    values = dict(units="prompt_units", longest=longest, bytes=most, n_tokens="n_tokens")
+    cells = {k: f'"&{v}&"' for k, v in values.items()}  # joined into the message text
     f = '""'
     for kind, msg in reversed(STATUS):
         if kind != "bos" or not eot_ok:

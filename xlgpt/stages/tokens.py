@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..layout import PROMPT, TOKENS, Layout, S, Tab
 from ..tokenizer import Tokenizer
-from ..xlsx.book import Range
+from ..xlsx.book import NOVALUE, Range
 from .options import BuildOptions
 
 
@@ -27,7 +27,7 @@ def prompt_tab(book, lay: Layout, opts: BuildOptions) -> Tab:
     return tab
 
 
-def status_cell(tab: Tab, formula: str | None, value: str = "") -> Range:
+def status_cell(tab: Tab, formula: str | None, value=NOVALUE) -> Range:
     """The cell that says what is wrong with the prompt ("" when all is well); value: what the formula says."""
     tab.ws.write(tab.row, 2, "Status", S.KEY)
     r = tab.row + 1
