@@ -12,17 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import xlgpt.stages as stages
 from conftest import needs_libreoffice
 from corpus import CORPUS, SUBSET, long_words
 from xlgpt.engines import open_workbook
 from xlgpt.engines.base import CellError
 from xlgpt.layout import BPE, CHARS, PREDICTION, PRETOKENS, PROMPT, TOKENS, Tab
 from xlgpt.model import load_model
-from xlgpt.reference import gpt2, top_k
 from xlgpt.stages import BuildOptions, build_book, make_layout
 from xlgpt.stages.data import display, vocab_tab, vocab_texts
-from xlgpt.stages.head import prediction
 from xlgpt.stages.tok_decode import TokenText
 from xlgpt.stages.tok_model import STATUS, decode_steps, tokenizer_steps
 from xlgpt.stages.tokenizer import live_tokenizer
@@ -203,21 +200,6 @@ def test_every_tokenizer_formula_has_an_expectation():
     assert not missing(tokenizer_book(model, "x", True, without_eot(model.tokenizer)), TOKENIZER_TABS)
 
 
-def predicted_ids(model, opts: BuildOptions) -> list[int]:
-    """The next token's id and the top-k ids, from the reference (what the prediction tab's decode block reads)."""
-    ids = stages.prompt_ids(model, opts)
-    logits = gpt2(ids + [model.tokenizer.eot_id] * (opts.context - len(ids)), model.params, model.config,
-                  n_real=len(ids))["lm_head_logits"]
-    top = [int(i) for i in top_k(logits, min(opts.top_k, model.config.vocab_size))]
-    return [top[0]] + top
-
-
-def build_with_predicted_ids(model, opts, monkeypatch) -> Book:
-    ids = predicted_ids(model, opts)
-    monkeypatch.setattr(stages, "prediction", lambda book, lay, text: prediction(book, lay, text, ids=ids))
-    return build_book(model, opts)
-
-
 # ---- (2) IronCalc computes every expected value ------------------------------------------------------------------
 @pytest.mark.parametrize("spec", ["tiny", "tiny:merges=500"])
 def test_ironcalc_computes_the_expectations(tmp_path, spec):
@@ -239,11 +221,11 @@ def test_ironcalc_without_eot(tmp_path):
     assert n and not bad, "\n".join(bad[:20])
 
 
-def test_ironcalc_whole_workbook(tmp_path, monkeypatch):
+def test_ironcalc_whole_workbook(tmp_path):
     """build_book's workbook: the tokenizer tabs and the decode blocks (tokens tab, prediction tab) as loaded."""
     model = load_model("tiny:merges=500")
     opts = BuildOptions(prompt="Hello, it's 😀", context=16, top_k=5)
-    book = build_with_predicted_ids(model, opts, monkeypatch)
+    book = build_book(model, opts)  # the prediction's decode block states the reference's ids
     block = [(s, r, v) for s, r, v in expectations(book, {PREDICTION}) if r.c1 >= 19]  # the decode block
     assert block and not missing(book, TOKENIZER_TABS) and all(NOVALUE not in v.flat for _, _, v in block)
     write_book(book, tmp_path / "whole.xlsx")
