@@ -23,7 +23,8 @@ def start_fields(lay: Layout, model_name: str) -> dict[str, str]:
     cfg = lay.cfg
     n = cfg.n_params
     recalc = (f"This workbook ({n:,} parameters) recalculates in a second or two." if n < SMALL_MODEL else
-              f"This workbook holds {n:,} parameters: see the next line before you edit anything.")
+              f"This workbook holds {n:,} parameters, so it opens in manual calculation showing the answer it was "
+              "built with: after editing the prompt press F9 to recalculate (see the next line).")
     return {"model": model_name, "params": f"{n:,}", "L": str(cfg.n_layer), "H": str(cfg.n_head),
             "C": str(cfg.n_embd), "D": str(cfg.head_dim), "F": str(4 * cfg.n_embd), "V": f"{cfg.vocab_size:,}",
             "n_ctx": str(cfg.n_ctx), "N": str(lay.N), "recalc": recalc}
