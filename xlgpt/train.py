@@ -478,7 +478,7 @@ def steered(model, layer: int = STEER_LAYER, coef: float = STEER_COEF) -> dict:
             "top_prob": float(probs[top]), "vector": vector}
 
 
-def steer_grid(model, coefs=(1, 1.5, 2, 3, 4, 6, 8)) -> dict[int, list[tuple[float, str]]]:
+def steer_grid(model, coefs=(0.25, 0.4, 0.5, 0.6, 0.75, 1, 2)) -> dict[int, list[tuple[float, str]]]:
     """The steered prediction for each layer and coefficient (to choose STEER_LAYER and STEER_COEF)."""
     return {layer: [(c, steered(model, layer, c)["top"]) for c in coefs] for layer in range(model.config.n_layer)}
 
