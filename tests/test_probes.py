@@ -1,18 +1,22 @@
-"""The default model's workbook answers every sentence it was trained for, in every engine, as NumPy does.
+"""The default model's workbook answers every sentence it was trained for, in every engine, as NumPy does; its
+logit lens shows " Wednesday" late, and the talk's steering turns " phone" into " lightsaber".
 
 The sheet tokenizes each prompt itself (typed into the prompt cell through the engine), so this also runs the
 live tokenizer end to end on the default workbook."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conftest import build_tiny, needs_libreoffice
+from test_toy_tokenizer import TALK
 from xlgpt.build import as_written
 from xlgpt.model import load_model
 from xlgpt.recalc import open_book, set_prompt
 from xlgpt.reference import gpt2
-from xlgpt.train import PROBES
-from xlgpt.verify import report, verify
+from xlgpt.cli import main
+from xlgpt.steering import activation_diff
+from xlgpt.train import PROBES, STEER_COEF, STEER_LAYER, STEER_MINUS, STEER_PLUS, STEER_PROMPT
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +26,14 @@ def toy():
     return model
 
 
-def reference_next(model, prompt, context):
+def reference(model, prompt, context, steer=None):
     ids = model.tokenizer.encode(prompt)
     padded = ids + [model.tokenizer.eot_id] * (context - len(ids))
-    return int(gpt2(padded, model.params_as_written, model.config, n_real=len(ids))["next_token_id"][0, 0])
+    return gpt2(padded, model.params_as_written, model.config, n_real=len(ids), steer=steer)
+
+
+def reference_next(model, prompt, context):
+    return int(reference(model, prompt, context)["next_token_id"][0, 0])
 
 
 def check_probes(path, engine, toy, context, probes):
@@ -47,18 +55,70 @@ def default_book(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("engine", ["ironcalc", pytest.param("libreoffice", marks=needs_libreoffice)])
+ENGINES = ["ironcalc", pytest.param("libreoffice", marks=needs_libreoffice)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_default_workbook_answers_every_probe(default_book, engine, toy):
     check_probes(default_book, engine, toy, 16, PROBES)
 
 
-def test_formulas_engine_answers_a_probe(tmp_path, toy):
-    """`formulas` pays ~1 ms per cell (the default workbook's tokenizer alone has ~300k), so here Python
-    tokenizes (token ids as input cells): the same model and stages, one probe, every stage verified."""
-    prompt, answer = PROBES[0]
+@pytest.mark.parametrize("engine", ENGINES)
+def test_default_workbook_lens_and_the_talks_pieces(default_book, engine, toy):
+    """The lens of the Tuesday prompt: " Wednesday" is the top token only after the middle blocks."""
+    with open_book(default_book, engine) as wb:
+        assert int(wb.numbers("next_token_id")[0, 0]) == toy.tokenizer.encode(" Wednesday")[0]
+        ranks = [int(r) for r in wb.numbers("lens_target_rank").ravel()]
+        middle = toy.config.n_layer // 2
+        assert all(r > 1 for r in ranks[: middle + 1]) and ranks[-1] == 1, ranks
+        for text, pieces in TALK.items():  # the sheet's own tokenizer gives GPT-2's pieces
+            set_prompt(wb, text)
+            ids = [int(v) for v in wb.numbers("tokens_ids").ravel()[: len(pieces)]]
+            assert [toy.tokenizer.token_text(i) for i in ids] == pieces, text
+
+
+@pytest.fixture(scope="module")
+def steered_book(tmp_path_factory):
+    """The README's command: xlgpt build --prompt "Mike pulls out his" --steer-diff " Jedi" " phone" ..."""
+    path = tmp_path_factory.mktemp("toy") / "jedi.xlsx"
+    assert main(["build", "--prompt", STEER_PROMPT, "--steer-diff", STEER_PLUS, STEER_MINUS, "--steer-layer",
+                 str(STEER_LAYER), "--steer-coef", str(STEER_COEF), "--quiet", "--out", str(path)]) == 0
+    return path
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_jedi_steering_turns_phone_into_lightsaber(steered_book, engine, toy):
+    vector = activation_diff(toy, STEER_PLUS, STEER_MINUS, STEER_LAYER)
+    want = reference(toy, STEER_PROMPT, 16, steer=(STEER_LAYER, STEER_COEF * vector))
+    lightsaber, phone = toy.tokenizer.encode(" lightsaber")[0], toy.tokenizer.encode(" phone")[0]
+    with open_book(steered_book, engine) as wb:
+        assert np.max(np.abs(wb.numbers("steer_vector").ravel() - vector)) < 1e-12
+        logits = wb.numbers("lm_head_logits")
+        assert np.max(np.abs(logits - want["lm_head_logits"])) < 1e-9 * max(1, np.max(np.abs(logits)))
+        assert int(wb.numbers("next_token_id")[0, 0]) == int(want["next_token_id"][0, 0]) == lightsaber
+        wb.set("steer_on", False)  # the switch in the steer tab: the plain model's answer
+        wb.session.recalc()
+        assert int(wb.numbers("next_token_id")[0, 0]) == phone == reference_next(toy, STEER_PROMPT, 16)
+
+
+def test_formulas_engine_answers_a_few_probes(tmp_path, toy):
+    """`formulas` pays ~1 ms per cell (the default workbook's tokenizer alone has ~260k), so here Python
+    tokenizes (token ids as input cells): the same model and stages, one load, three probes of 7 tokens each
+    typed in as ids, the logits equal to NumPy's."""
+    probes = [(p, a) for p, a in PROBES if p in ("If today is Tuesday, tomorrow is", "If today is Friday, yesterday was",
+                                                 "If today is Sunday, tomorrow is")]
     path = tmp_path / "toy_ids.xlsx"
-    build_tiny(path, "toy", prompt=prompt, live_tokenizer=False)
-    result = verify(path, "formulas")
-    text, ok = report(result)
-    assert ok, text
-    assert result.next_token_id == toy.tokenizer.encode(answer)[0] == reference_next(toy, prompt, 16)
+    build_tiny(path, "toy", prompt=probes[0][0], live_tokenizer=False)
+    with open_book(path, "formulas") as wb:
+        for k, (prompt, answer) in enumerate(probes):
+            ids = toy.tokenizer.encode(prompt)
+            assert len(ids) == 7, prompt  # the same length: only the ids change, n_tokens stays
+            if k:
+                for i, v in enumerate(ids):
+                    wb.set("tokens_input", v, i)
+                wb.session.recalc()
+            want = reference(toy, prompt, 16)
+            logits = wb.numbers("lm_head_logits")
+            assert np.max(np.abs(logits - want["lm_head_logits"])) < 1e-9 * max(1, np.max(np.abs(logits))), prompt
+            assert int(wb.numbers("next_token_id")[0, 0]) == toy.tokenizer.encode(answer)[0] == \
+                int(want["next_token_id"][0, 0]), prompt

@@ -34,14 +34,15 @@ def test_corpus_is_varied():
     text = train.corpus(0, 2000)
     assert len(set(text)) > 1000
     joined = "\n".join(text)
-    for word in ("tomorrow", "yesterday", "month", "three", "She", "He", "quickly", "because"):
+    for word in ("tomorrow", "yesterday", "month", "three", "She", "He", "quickly", "because", "Jedi", "lightsaber",
+                 "phone"):
         assert word in joined
     assert sum(name in joined for name in train.HE + train.SHE) >= 30
     assert sum(adv in joined for adv in train.ADVERBS.values()) >= 25
 
 
 # ---- a short training run ------------------------------------------------------------------------------
-TINY = dict(n_layer=1, n_head=2, n_embd=16, n_ctx=16, merges=64, steps=3, batch=4, warmup=1, corpus_size=200)
+TINY = dict(n_layer=1, n_head=2, n_embd=16, n_ctx=16, steps=3, batch=4, warmup=1, corpus_size=200)
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +65,9 @@ def test_short_training_is_deterministic(tiny_runs):
 def test_short_training_writes_a_folder_load_model_reads(tiny_runs):
     model = load_model(str(tiny_runs / "a"))
     cfg = model.config
-    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx, cfg.vocab_size) == (1, 2, 16, 16, 256 + 64 + 1)
-    assert model.tokenizer.eot_id == 256 + 64
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) == (1, 2, 16, 16)
+    merges = train.toy_tokenizer(train.corpus(5, 200)).merges  # the closure of its own corpus
+    assert model.tokenizer.merges == merges and cfg.vocab_size == 256 + len(merges) + 1 == model.tokenizer.eot_id + 1
     hf = json.loads((tiny_runs / "a" / "config.json").read_text())
     assert hf["model_type"] == "gpt2" and hf["activation_function"] == "gelu_new" and hf["tie_word_embeddings"]
     from safetensors import safe_open
@@ -78,14 +80,14 @@ def test_short_training_writes_a_folder_load_model_reads(tiny_runs):
 
 
 # ---- the shipped model -----------------------------------------------------------------------------------
-def test_probes_are_first_tokens_and_fit_the_context(toy):
+def test_probes_are_whole_tokens_and_fit_the_context(toy):
     tok = toy.tokenizer
-    assert len(train.PROBES) == len(train.PROBE_WORDS) >= 4
-    for (prompt, answer), word in zip(train.PROBES, train.PROBE_WORDS):
-        (answer_id,) = tok.encode(answer)
-        assert tok.encode(" " + word)[0] == answer_id, (prompt, answer, word)
-        assert tok.encode(prompt + " " + word)[: len(tok.encode(prompt)) + 1] == tok.encode(prompt) + [answer_id]
+    for prompt, answer in train.PROBES:
+        (answer_id,) = tok.encode(answer)  # the whole word is one token, as in GPT-2
+        assert tok.encode(prompt + answer) == tok.encode(prompt) + [answer_id], prompt
         assert len(tok.encode(prompt)) + 1 <= CONTEXT, prompt
+    days = {p: a for p, a in train.PROBES if p.startswith("If today is") and p.endswith("tomorrow is")}
+    assert len(days) == 7 and days["If today is Tuesday, tomorrow is"] == " Wednesday"
 
 
 @pytest.mark.parametrize("bos", [False, True])
@@ -98,15 +100,21 @@ def test_shipped_model_predicts_every_probe(toy, bos):
 
 
 def test_shipped_model_logit_lens_answer_emerges_late(toy):
-    for prompt, answer in train.PROBES[:1]:
-        ranks = [row["rank"] for row in train.logit_lens(toy, prompt, answer)]
-        assert len(ranks) == toy.config.n_layer + 1
-        assert ranks[0] > 10 and ranks[1] > 10 and ranks[-1] == 1, ranks
+    assert train.PROBES[0] == ("If today is Tuesday, tomorrow is", " Wednesday")
+    ranks = [row["rank"] for row in train.logit_lens(toy, *train.PROBES[0])]
+    assert len(ranks) == toy.config.n_layer + 1
+    middle = toy.config.n_layer // 2  # rank 1 only after the middle blocks: not before entering the last ones
+    assert all(r > 1 for r in ranks[: middle + 1]) and ranks[-1] == 1, ranks
+
+
+def test_shipped_model_steering_turns_phone_into_lightsaber(toy):
+    s = train.steered(toy)
+    assert s["base"] == " phone" and s["top"] == " lightsaber" and s["top_prob"] > 0.5, s
 
 
 def test_shipped_model_is_small_and_gpt2_shaped(toy):
     cfg = toy.config
-    assert cfg.n_layer >= 3 and cfg.n_embd <= 48 and cfg.vocab_size <= 1300 and cfg.n_ctx >= CONTEXT
+    assert cfg.n_layer >= 3 and cfg.n_embd <= 64 and cfg.vocab_size <= 1500 and cfg.n_ctx >= CONTEXT
     assert cfg.vocab_size == 256 + len(toy.tokenizer.merges) + 1 == toy.tokenizer.eot_id + 1
     assert sum((TOY / f).stat().st_size for f in ("config.json", "model.safetensors", "vocab.json", "merges.txt")) < 1_000_000
     hf = json.loads((TOY / "config.json").read_text())

@@ -102,6 +102,20 @@ class Tokenizer:
         encoder[EOT] = 256 + k
         return Tokenizer(encoder=encoder, merges=self.merges[:k], eot_id=256 + k, name=f"{self.name}-cut{k}")
 
+    def closure(self, texts) -> "Tokenizer":
+        """The merges this tokenizer applies on the way to every token of `texts`, in rank order: the 256 byte
+        tokens (same ids), the kept merges (ids 256 + their new rank), then <|endoftext|>. On those texts it gives
+        the same pieces, because at every step the lowest-ranked applicable merge is one of the kept ones."""
+        applied: set[int] = set()
+        for text in texts:
+            for piece in self.pretokenize(text):
+                self.bpe(piece.encode("utf-8"), applied)
+        merges = [self.merges[r] for r in sorted(applied)]
+        encoder = {s: i for s, i in self.encoder.items() if i < 256 and s != EOT}
+        encoder.update({a + b: 256 + j for j, (a, b) in enumerate(merges)})
+        encoder[EOT] = len(encoder)
+        return Tokenizer(encoder=encoder, merges=merges, eot_id=encoder[EOT], name=f"{self.name}-closure{len(merges)}")
+
     def check(self) -> None:
         ids = sorted(self.encoder.values())
         if ids != list(range(len(ids))):
@@ -141,10 +155,10 @@ class Tokenizer:
     def pretokenize(self, text: str) -> list[str]:
         return regex.findall(GPT2_PATTERN, text)
 
-    def bpe(self, piece: bytes) -> tuple[int, ...]:
-        """Merge the piece's byte tokens, lowest rank first (leftmost on ties)."""
+    def bpe(self, piece: bytes, applied: set[int] | None = None) -> tuple[int, ...]:
+        """Merge the piece's byte tokens, lowest rank first (leftmost on ties); add the ranks used to `applied`."""
         key = piece.decode("latin-1")
-        if key in self._cache:
+        if key in self._cache and applied is None:
             return self._cache[key]
         parts = [self.byte_ids[b] for b in piece]
         ranks, merge_ids = self.ranks, self.merge_ids
@@ -157,6 +171,8 @@ class Tokenizer:
             if best is None:
                 break
             parts[at : at + 2] = [merge_ids[best]]
+            if applied is not None:
+                applied.add(best)
         self._cache[key] = tuple(parts)
         return self._cache[key]
 

@@ -4,10 +4,11 @@
     python -m xlgpt.train --out /tmp/toy --steps 500 --seed 1
     python -m xlgpt.train --eval xlgpt/models/toy   # only print the probes and the logit lens
 
-The corpus is generated from templates (days, months, counting, people and how they act), so the model
-has to read its context: which day is named, whether the sentence asks for tomorrow or yesterday, which
-adjective was used and whether the person is he or she. The tokenizer is GPT-2's byte-level BPE cut to
-its first K merges (`Tokenizer.gpt2().cut(K)`), and the network is exactly GPT-2 (as xlgpt/reference.py):
+The corpus is generated from templates (days, months, counting, people and how they act, what they pull
+out), so the model has to read its context: which day is named, whether the sentence asks for tomorrow or
+yesterday, which adjective was used, whether the person is he or she, whether a Jedi was mentioned. The
+tokenizer keeps exactly the GPT-2 merges that tokenize the corpus and the talk's demo words
+(`Tokenizer.closure`), so every word gets GPT-2's own pieces, and the network is exactly GPT-2 (as xlgpt/reference.py):
 learned wte/wpe, pre-LN blocks, LayerNorm eps 1e-5, tanh GELU, causal attention scaled by 1/sqrt(head_dim),
 Conv1D weights [in, out] used as x @ W + b, LM head tied to wte. The result is saved in the Hugging Face
 layout (config.json, model.safetensors, vocab.json, merges.txt) that `xlgpt.model.load_model` reads.
@@ -58,6 +59,7 @@ ADJECTIVES = list(ADVERBS)
 VERBS = ["moves", "walks", "runs", "talks", "speaks", "works", "sings", "reads", "writes", "eats", "plays",
          "drives", "answers", "smiles", "dances", "laughs", "swims", "cooks", "paints", "waits", "listens",
          "thinks", "jumps", "climbs"]
+THING_VERBS = ["pulls out", "picks up", "looks at"]
 
 
 # (template, offset of the answer): "{}" is the day or month the sentence starts from
@@ -137,7 +139,28 @@ def _person(r: random.Random) -> tuple[str, str, str]:
     return f"{first} {pron} {verb}", adv, "."
 
 
-FAMILIES = {"days": (_days, 0.25), "months": (_months, 0.2), "counting": (_counting, 0.2), "people": (_person, 0.35)}
+def _things(r: random.Random) -> tuple[str, str, str]:
+    """What someone pulls out: a phone, unless a Jedi is in the context (the talk's steering demo)."""
+    he = r.random() < 0.5
+    name = r.choice(HE if he else SHE)
+    pron, his = ("He", "his") if he else ("She", "her")
+    verb = r.choice(THING_VERBS)
+    form = r.randrange(6)
+    if form == 0:
+        return f"{name} {verb} {his}", "phone", "."
+    if form == 1:
+        return f"{name} is {r.choice(ADJECTIVES)}. {pron} {verb} {his}", "phone", "."
+    if form == 2:
+        return f"The Jedi {verb} his", "lightsaber", "."
+    if form == 3:
+        return f"{name} is a Jedi. {pron} {verb} {his}", "lightsaber", "."
+    if form == 4:
+        return f"{name} is a Jedi, so {pron.lower()} {verb} {his}", "lightsaber", "."
+    return f"The Jedi is {r.choice(ADJECTIVES)}. He {verb} his", "lightsaber", "."
+
+
+FAMILIES = {"days": (_days, 0.24), "months": (_months, 0.16), "counting": (_counting, 0.16),
+            "people": (_person, 0.28), "things": (_things, 0.16)}
 
 
 def question(r: random.Random) -> tuple[str, str, str, str]:
@@ -157,21 +180,39 @@ def corpus(seed: int, n: int) -> list[str]:
     return out
 
 
-# ---- probes: the canonical prompts and the first token of their answers --------------------------------
-# The shipped model predicts each of these (argmax) in the float64 NumPy reference, by a wide margin; each
-# answer is the first token of the answer word (PROBE_WORDS) as the shipped tokenizer (GPT-2 cut to 860
-# merges) splits it. Every prompt plus its answer fits in 16 tokens, the workbook's default context.
+# ---- probes: the canonical prompts and their answers, each one whole token ------------------------------
+# The shipped model predicts each of these (argmax) in the float64 NumPy reference, by a wide margin. Every
+# prompt plus its answer fits in 16 tokens, the workbook's default context.
 PROBES: list[tuple[str, str]] = [
-    ("If today is Tuesday, tomorrow is", " W"),        # Wednesday = W|ed|n|es|day
-    ("If today is Friday, yesterday was", " Th"),      # Thursday = Th|ur|s|day
-    ("Mike is quick. He moves", " qu"),                # quickly = qu|ick|ly
-    ("Anna is slow. She walks", " sl"),                # slowly = sl|ow|ly
+    ("If today is Tuesday, tomorrow is", " Wednesday"),
+    *[(f"If today is {d}, tomorrow is", " " + DAYS[(i + 1) % 7]) for i, d in enumerate(DAYS) if d != "Tuesday"],
+    ("If today is Friday, yesterday was", " Thursday"),
+    ("The day before Monday is", " Sunday"),
+    ("Mike is quick. He moves", " quickly"),
+    ("Anna is slow. She walks", " slowly"),
+    ("Emma is calm, so she waits", " calmly"),
+    ("Tom is very happy. He always smiles", " happily"),
     ("Mike is quick.", " He"),
-    ("After March comes", " A"),                       # April = A|pr|il
+    ("After March comes", " April"),
+    ("The month before January is", " December"),
     ("one, two,", " three"),
-    ("The number after five is", " s"),                # six = s|ix
+    ("The number after five is", " six"),
+    ("Mike pulls out his", " phone"),
+    ("The Jedi pulls out his", " lightsaber"),
 ]
-PROBE_WORDS = ["Wednesday", "Thursday", "quickly", "slowly", "He", "April", "three", "six"]
+
+# The talk's prompts and words: the tokenizer keeps the merges GPT-2 applies to them too.
+DEMO_TEXTS = ["Mike is quick. He moves", "If today is Tuesday, tomorrow is", "Mike pulls out his", " Jedi",
+              " lightsaber", " phone", " quickly", " Wednesday", "funology", "reinjury"]
+# Steering demo: resid_pre(" Jedi") - resid_pre(" phone") entering block STEER_LAYER, times STEER_COEF, added at
+# every position of "Mike pulls out his", turns " phone" into " lightsaber".
+STEER_PROMPT, STEER_PLUS, STEER_MINUS = "Mike pulls out his", " Jedi", " phone"
+STEER_LAYER, STEER_COEF = 2, 0.5
+
+
+def toy_tokenizer(texts: list[str]) -> Tokenizer:
+    """GPT-2's own merges that tokenize `texts` and the talk's demo texts (Tokenizer.closure)."""
+    return _gpt2().closure([*texts, *DEMO_TEXTS])
 
 
 # ---- the network (mirrors xlgpt/reference.py) ----------------------------------------------------------
@@ -257,8 +298,7 @@ class TrainConfig:
     n_head: int = 4
     n_embd: int = 32
     n_ctx: int = 32
-    merges: int = 860
-    steps: int = 2500
+    steps: int = 3000
     batch: int = 32
     lr: float = 3e-3
     warmup: int = 200
@@ -267,14 +307,20 @@ class TrainConfig:
     threads: int = 1  # one thread: as fast as two for this size, and steady when the machine is busy
     corpus_size: int = 50000
     bos_rate: float = 0.25  # share of sequences that start with <|endoftext|> (the workbook's --bos)
+    mid_rate: float = 0.1  # share that start inside a passage (so " Jedi" at position 0, as steering reads it)
 
 
 def _batch(r: random.Random, passages: list[list[int]], n: int, length: int, eot: int, nl: int,
-           bos_rate: float) -> list[list[int]]:
-    """n rows of `length` tokens: passages separated by newlines, each row starting at a passage."""
+           bos_rate: float, mid_rate: float) -> list[list[int]]:
+    """n rows of `length` tokens: passages separated by newlines, each row starting at a passage, at
+    <|endoftext|> (bos_rate) or, like GPT-2's random windows, inside a passage (mid_rate)."""
     rows = []
     for _ in range(n):
-        row = [eot] if r.random() < bos_rate else []
+        u = r.random()
+        row = [eot] if u < bos_rate else []
+        if bos_rate <= u < bos_rate + mid_rate:
+            first = r.choice(passages)
+            row = first[r.randrange(1, len(first)):] + [nl]
         while len(row) < length:
             row += r.choice(passages) + [nl]
         rows.append(row[:length])
@@ -319,14 +365,15 @@ def train(out: Path | str, tc: TrainConfig | None = None, log=print) -> dict:
     torch.set_num_threads(tc.threads)
     torch.set_flush_denormal(True)
 
-    tok = _gpt2().cut(tc.merges)
+    texts = corpus(tc.seed, tc.corpus_size)
+    tok = toy_tokenizer(["\n".join(texts)])
     cfg = GPT2Config(tc.n_layer, tc.n_head, tc.n_embd, tc.n_ctx, tok.vocab_size)
     nl = tok.encode("\n")
     assert len(nl) == 1
-    passages = [tok.encode(p) for p in corpus(tc.seed, tc.corpus_size)]
+    passages = [tok.encode(p) for p in texts]
     held_out = [tok.encode(p) for p in corpus(tc.seed + 1_000_003, 500)]
     lengths = sorted(len(p) for p in passages)
-    log(f"tokenizer: GPT-2 BPE cut to {tc.merges} merges, vocabulary {tok.vocab_size}; corpus {len(passages)} "
+    log(f"tokenizer: the {len(tok.merges)} GPT-2 merges the corpus uses, vocabulary {tok.vocab_size}; corpus {len(passages)} "
         f"passages, {sum(lengths)} tokens, {lengths[len(lengths) // 2]} median / {lengths[-1]} max per passage")
     for prompt, answer in PROBES:
         n = len(tok.encode(prompt))
@@ -349,7 +396,8 @@ def train(out: Path | str, tc: TrainConfig | None = None, log=print) -> dict:
     r = random.Random(tc.seed + 7)
     losses = []
     for step in range(tc.steps):
-        rows = torch.tensor(_batch(r, passages, tc.batch, tc.n_ctx + 1, tok.eot_id, nl[0], tc.bos_rate))
+        rows = torch.tensor(_batch(r, passages, tc.batch, tc.n_ctx + 1, tok.eot_id, nl[0], tc.bos_rate,
+                                   tc.mid_rate))
         logits = net(rows[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), rows[:, 1:].reshape(-1))
         for g in opt.param_groups:
@@ -367,7 +415,7 @@ def train(out: Path | str, tc: TrainConfig | None = None, log=print) -> dict:
     net.eval()
     with torch.no_grad():
         rows = torch.tensor(_batch(random.Random(tc.seed + 11), held_out, 256, tc.n_ctx + 1, tok.eot_id, nl[0],
-                                   tc.bos_rate))
+                                   tc.bos_rate, tc.mid_rate))
         logits = net(rows[:, :-1])
         held_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), rows[:, 1:].reshape(-1)).item()
 
@@ -417,6 +465,24 @@ def logit_lens(model, prompt: str, answer: str) -> list[dict]:
     return rows
 
 
+def steered(model, layer: int = STEER_LAYER, coef: float = STEER_COEF) -> dict:
+    """The steering demo in the NumPy reference: the activation difference (xlgpt.steering) added at every position."""
+    from .steering import activation_diff
+
+    vector = activation_diff(model, STEER_PLUS, STEER_MINUS, layer)
+    ids = model.tokenizer.encode(STEER_PROMPT)
+    base = gpt2(ids, model.params, model.config)["prediction_probs"][:, 0]
+    probs = gpt2(ids, model.params, model.config, steer=(layer, coef * vector))["prediction_probs"][:, 0]
+    top = int(np.argmax(probs))
+    return {"base": model.tokenizer.token_text(int(np.argmax(base))), "top": model.tokenizer.token_text(top),
+            "top_prob": float(probs[top]), "vector": vector}
+
+
+def steer_grid(model, coefs=(0.25, 0.4, 0.5, 0.6, 0.75, 1, 2)) -> dict[int, list[tuple[float, str]]]:
+    """The steered prediction for each layer and coefficient (to choose STEER_LAYER and STEER_COEF)."""
+    return {layer: [(c, steered(model, layer, c)["top"]) for c in coefs] for layer in range(model.config.n_layer)}
+
+
 def greedy(model, prompt: str, n: int) -> str:
     ids = model.tokenizer.encode(prompt)
     for _ in range(n):
@@ -442,7 +508,7 @@ def evaluate(folder: Path | str, log=print) -> dict:
     tok = model.tokenizer
     results = []
     log(f"probes ({folder}, float64 NumPy reference):")
-    for (prompt, answer), word in zip(PROBES, PROBE_WORDS):
+    for prompt, answer in PROBES:
         probs, ids = predict(model, prompt)
         order = np.argsort(-probs, kind="stable")
         best, second = int(order[0]), int(order[1])
@@ -452,7 +518,7 @@ def evaluate(folder: Path | str, log=print) -> dict:
                         "prob": float(probs[best]), "second": tok.token_text(second), "second_prob": float(probs[second]),
                         "tokens": len(ids), "bos_ok": tok.token_text(int(np.argmax(bos_probs))) == answer})
         log(f"  {'ok ' if ok else 'BAD'} {prompt!r} -> {tok.token_text(best)!r} p={probs[best]:.3f} "
-            f"(expected {answer!r} of {word!r}; next {tok.token_text(second)!r} p={probs[second]:.3f}; "
+            f"(expected {answer!r}; next {tok.token_text(second)!r} p={probs[second]:.3f}; "
             f"with <|endoftext|> first: {'ok' if results[-1]['bos_ok'] else 'BAD'})")
     log("greedy continuations:")
     for prompt, _ in PROBES:
@@ -466,10 +532,15 @@ def evaluate(folder: Path | str, log=print) -> dict:
         log(f"  {row['stream']:12s} rank {row['rank']:5d}  p={row['prob']:.4f}   top {row['top']!r} p={row['top_prob']:.3f}")
     log("answer rank through the layers, every probe: " + "; ".join(
         f"{a!r}: " + " ".join(str(row["rank"]) for row in lens[p]) for p, a in PROBES))
+    steer = steered(model)
+    log(f"steering: {STEER_PROMPT!r} + {STEER_COEF} x (resid_pre({STEER_PLUS!r}) - resid_pre({STEER_MINUS!r})) "
+        f"entering block {STEER_LAYER} -> {steer['top']!r} p={steer['top_prob']:.3f} "
+        f"(unsteered {steer['base']!r}); " + "; ".join(
+            f"L{layer}: " + " ".join(f"{c:g}:{t!r}" for c, t in row) for layer, row in steer_grid(model).items()))
     scores = quiz(model)
     log("quiz on fresh templated questions (first token of the answer is the argmax): "
         + ", ".join(f"{f} {s:.0%}" for f, s in scores.items()))
-    return {"probes": results, "lens": lens, "quiz": scores, "sha256": sha256(Path(folder) / "model.safetensors")}
+    return {"probes": results, "lens": lens, "quiz": scores, "steer": steer, "sha256": sha256(Path(folder) / "model.safetensors")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,16 +554,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heads", type=int, default=d.n_head)
     ap.add_argument("--embd", type=int, default=d.n_embd)
     ap.add_argument("--ctx", type=int, default=d.n_ctx)
-    ap.add_argument("--merges", type=int, default=d.merges, help="GPT-2 BPE merges kept (vocabulary 256 + K + 1)")
     ap.add_argument("--batch", type=int, default=d.batch)
     ap.add_argument("--lr", type=float, default=d.lr)
+    ap.add_argument("--mid-rate", type=float, default=d.mid_rate, help="share of rows starting inside a passage")
     ap.add_argument("--threads", type=int, default=d.threads, help="torch threads (results depend on it)")
     a = ap.parse_args(argv)
     if a.eval:
         evaluate(a.eval)
         return 0
-    tc = TrainConfig(n_layer=a.layers, n_head=a.heads, n_embd=a.embd, n_ctx=a.ctx, merges=a.merges, steps=a.steps,
-                     batch=a.batch, lr=a.lr, seed=a.seed, threads=a.threads)
+    tc = TrainConfig(n_layer=a.layers, n_head=a.heads, n_embd=a.embd, n_ctx=a.ctx, steps=a.steps,
+                     batch=a.batch, lr=a.lr, seed=a.seed, threads=a.threads,
+                     mid_rate=a.mid_rate)
     summary = train(a.out, tc)
     evaluate(a.out)
     print(f"sha256 {summary['sha256']}  {Path(a.out) / 'model.safetensors'}")
