@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,10 +29,11 @@ INSTALL_HINT = "Gnumeric is not installed: apt-get install gnumeric gir1.2-gnume
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gnm_worker.py")
 CLOSE_TIMEOUT = 10.0
 
-# Measured on xlgpt workbooks with Gnumeric 1.12.55 (bench/NOTES.md): peak memory and load + recalc
-# time grow with the cells of the sheets; past MAX_CELLS the estimate is refused before loading.
-MAX_CELLS = 3_000_000
-BYTES_PER_CELL = 450
+# Measured with Gnumeric 1.12.55 on this 2-core, 24 GB machine: a 9.7M-cell xlgpt workbook (8.4M weights)
+# loads, recalculates and answers in 95 s at 1.5 GB peak, i.e. ~160 bytes and ~10 us per cell. Past
+# MAX_CELLS (~6 GB, ~7 min) the workbook is refused before loading; GPT-2 small (~125M cells) would need ~20 GB.
+MAX_CELLS = 40_000_000
+BYTES_PER_CELL = 160
 SECONDS_PER_CELL = 10e-6
 
 # What Gnumeric prints while loading an xlgpt workbook that is not a problem: it ignores colour
@@ -51,11 +53,10 @@ def find_gnm_python() -> str:
     raise XlgptError(INSTALL_HINT)
 
 
-def count_cells(path: str) -> int:
-    """Cells in the workbook's sheets: the <c> elements plus the cells each array formula fills
-    beyond its first, counted by streaming the sheet XML out of the zip."""
-    import re
-
+def count_cells(path: str, limit: int | None = None) -> int:
+    """Cells in the workbook's sheets: the <c> elements plus the cells each array formula fills beyond its
+    first, counted by streaming the sheet XML out of the zip. Past `limit` it stops and extrapolates from
+    the bytes read (a full-size workbook holds ~10 GB of XML)."""
     ref = re.compile(rb'<f t="array" ref="\$?([A-Z]+)\$?([0-9]+)(?::\$?([A-Z]+)\$?([0-9]+))?"')
 
     def col(letters: bytes) -> int:
@@ -64,37 +65,38 @@ def count_cells(path: str) -> int:
             n = n * 26 + ch - 64
         return n
 
-    n = 0
+    n = seen = 0
     with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
-            name = info.filename
-            if not (name.startswith("xl/worksheets/") and name.endswith(".xml") and "/_rels/" not in name):
-                continue
+        parts = [i for i in zf.infolist() if i.filename.startswith("xl/worksheets/")
+                 and i.filename.endswith(".xml") and "/_rels/" not in i.filename]
+        total = sum(i.file_size for i in parts)
+        for info in parts:
             tail = b""
             with zf.open(info) as f:
                 while chunk := f.read(1 << 22):
+                    seen += len(chunk)
                     buf = tail + chunk
                     cut = max(0, buf.rfind(b"<"))  # an element split by the chunk waits for the next one
                     body, tail = buf[:cut], buf[cut:]
                     n += body.count(b"<c ") + body.count(b"<c>")
                     for m in ref.finditer(body):
                         if m.group(3):
-                            rows = int(m.group(4)) - int(m.group(2)) + 1
-                            cols = col(m.group(3)) - col(m.group(1)) + 1
-                            n += rows * cols - 1
+                            n += (int(m.group(4)) - int(m.group(2)) + 1) * (col(m.group(3)) - col(m.group(1)) + 1) - 1
+                    if limit is not None and n > limit:
+                        return max(n, int(n * total / max(seen, 1)))
             n += tail.count(b"<c ") + tail.count(b"<c>")
     return n
 
 
 def check_size(path: str, limit: int = MAX_CELLS) -> int:
     try:
-        n = count_cells(path)
+        n = count_cells(path, limit)
     except (zipfile.BadZipFile, OSError) as e:
         raise XlgptError(f"cannot read {path}: {e}") from None
     if n > limit:
         raise XlgptError(
             f"Gnumeric would need about {n * BYTES_PER_CELL / 1e9:,.1f} GB and {n * SECONDS_PER_CELL / 60:,.0f} min "
-            f"for {n:,} cells (it holds up to {limit:,} here); use --engine ironcalc or libreoffice")
+            f"for {n:,} cells (it takes up to {limit:,}); use --engine ironcalc or libreoffice")
     return n
 
 
