@@ -3,7 +3,9 @@
 Gnumeric's library is reached from the system python (python3-gi + gir1.2-gnumeric), not ours, so a
 worker script (gnm_worker.py, no xlgpt imports) runs under that python and answers JSON lines, like
 the LibreOffice worker. It loads the workbook once; set_cell + recalc re-evaluate it in place (for
-generate and a typed prompt), ~4x faster than `ssconvert --recalc` per evaluation (bench/NOTES.md).
+generate and a typed prompt). Measured on the default toy workbook (loaded machine): load 2.3 s, each
+recalculation 1.4 s, where `ssconvert --recalc in.xlsx out.xlsx` pays 8.5 s per evaluation (load, calculate,
+save) and still has to be read back.
 """
 from __future__ import annotations
 
