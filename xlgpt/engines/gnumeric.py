@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,11 +19,8 @@ import tempfile
 import time
 import zipfile
 
-import numpy as np
-
-from xlgpt.engines.base import CellError, Session
-from xlgpt.engines.refs import parse_cell, parse_range
-from xlgpt.engines.xlsxzip import sheet_titles, workbook_root
+from xlgpt.engines.base import WorkerSession
+from xlgpt.engines.xlsxzip import count_cells, sheet_titles, workbook_root
 from xlgpt.errors import XlgptError
 
 INSTALL_HINT = "Gnumeric is not installed: apt-get install gnumeric gir1.2-gnumeric python3-gi"
@@ -55,41 +51,6 @@ def find_gnm_python() -> str:
     raise XlgptError(INSTALL_HINT)
 
 
-def count_cells(path: str, limit: int | None = None) -> int:
-    """Cells in the workbook's sheets: the <c> elements plus the cells each array formula fills beyond its
-    first, counted by streaming the sheet XML out of the zip. Past `limit` it stops and extrapolates from
-    the bytes read (a full-size workbook holds ~10 GB of XML)."""
-    ref = re.compile(rb'<f t="array" ref="\$?([A-Z]+)\$?([0-9]+)(?::\$?([A-Z]+)\$?([0-9]+))?"')
-
-    def col(letters: bytes) -> int:
-        n = 0
-        for ch in letters:
-            n = n * 26 + ch - 64
-        return n
-
-    n = seen = 0
-    with zipfile.ZipFile(path) as zf:
-        parts = [i for i in zf.infolist() if i.filename.startswith("xl/worksheets/")
-                 and i.filename.endswith(".xml") and "/_rels/" not in i.filename]
-        total = sum(i.file_size for i in parts)
-        for info in parts:
-            tail = b""
-            with zf.open(info) as f:
-                while chunk := f.read(1 << 22):
-                    seen += len(chunk)
-                    buf = tail + chunk
-                    cut = max(0, buf.rfind(b"<"))  # an element split by the chunk waits for the next one
-                    body, tail = buf[:cut], buf[cut:]
-                    n += body.count(b"<c ") + body.count(b"<c>")
-                    for m in ref.finditer(body):
-                        if m.group(3):
-                            n += (int(m.group(4)) - int(m.group(2)) + 1) * (col(m.group(3)) - col(m.group(1)) + 1) - 1
-                    if limit is not None and n > limit:
-                        return max(n, int(n * total / max(seen, 1)))
-            n += tail.count(b"<c ") + tail.count(b"<c>")
-    return n
-
-
 def check_size(path: str, limit: int = MAX_CELLS) -> int:
     try:
         n = count_cells(path, limit)
@@ -102,18 +63,9 @@ def check_size(path: str, limit: int = MAX_CELLS) -> int:
     return n
 
 
-def _convert(v):
-    if v is None or isinstance(v, (str, bool)):
-        return v
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, dict) and "error" in v:
-        return CellError(v["error"])
-    return v
-
-
-class GnumericSession(Session):
+class GnumericSession(WorkerSession):
     engine = "gnumeric"
+    label = "Gnumeric"
 
     def __init__(self, path: str, progress: bool = False, max_cells: int | None = None):
         self.path = os.path.abspath(path)
@@ -188,53 +140,6 @@ class GnumericSession(Session):
         if not reply.get("ok"):
             raise XlgptError(f"Gnumeric could not {what or msg.get('cmd')}: {reply.get('error')}")
         return reply
-
-    def _flush(self) -> None:
-        if self._pending:
-            items, self._pending = self._pending, []
-            self._call({"cmd": "set", "items": items}, what="set cells")
-
-    def _check_sheet(self, sheet: str) -> None:
-        if self._closed:
-            raise XlgptError("the Gnumeric session is closed")
-        if sheet not in self._sheets:
-            raise XlgptError(f"no sheet named {sheet!r} (sheets: {', '.join(self._sheets)})")
-
-    # ---- Session ----------------------------------------------------------------------
-    @property
-    def sheet_names(self) -> list[str]:
-        return list(self._sheets)
-
-    def set_cell(self, sheet, cell, value) -> None:
-        self._check_sheet(sheet)
-        parse_cell(cell)
-        if isinstance(value, str):
-            item = [sheet, cell.replace("$", ""), "text", str(value)]
-        elif isinstance(value, (bool, np.bool_)):
-            item = [sheet, cell.replace("$", ""), "bool", bool(value)]
-        elif isinstance(value, (int, float, np.integer, np.floating)):
-            item = [sheet, cell.replace("$", ""), "number", float(value)]
-        else:
-            raise TypeError(f"cannot store a {type(value).__name__} in a cell")
-        self._pending.append(item)
-
-    def recalc(self) -> None:
-        self._flush()
-        self.seconds["calc"] = self._call({"cmd": "calc"}, what="recalculate").get("seconds")
-
-    def read(self, sheet, ref) -> np.ndarray:
-        self._check_sheet(sheet)
-        r1, c1, r2, c2 = parse_range(ref)
-        self._flush()
-        rows = self._call({"cmd": "read", "sheet": sheet, "ref": ref.replace("$", "")},
-                          what=f"read {sheet}!{ref}")["rows"]
-        out = np.empty((r2 - r1 + 1, c2 - c1 + 1), dtype=object)
-        if len(rows) != out.shape[0] or any(len(r) != out.shape[1] for r in rows):
-            raise XlgptError(f"Gnumeric returned a range of the wrong shape for {sheet}!{ref}")
-        for i, row in enumerate(rows):
-            for j, v in enumerate(row):
-                out[i, j] = _convert(v)
-        return out
 
     def close(self) -> None:
         if self._closed:
