@@ -250,6 +250,21 @@ def test_gnumeric_worker_killed(book):
 
 
 @needs_gnm
+def test_gnumeric_is_quiet(tmp_path, capfd):
+    """Loading an xlgpt workbook makes Gnumeric print about colour scales and (chart categories that are formulas
+    without cached values) a GLib CRITICAL: none of it reaches the user."""
+    from conftest import build_tiny
+
+    path = tmp_path / "chart.xlsx"
+    build_tiny(path, "tiny:layers=1,heads=1,embd=4,merges=8", prompt="ab", context=4, live_tokenizer=False)
+    capfd.readouterr()
+    with open_workbook(path, "gnumeric") as s:
+        assert s.read("prediction", "A1")[0, 0]
+    out, err = capfd.readouterr()
+    assert out + err == ""
+
+
+@needs_gnm
 def test_gnumeric_load_failure_is_one_line(tmp_path):
     bad = tmp_path / "bad.xlsx"
     with zipfile.ZipFile(bad, "w") as zf:
