@@ -176,4 +176,6 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stderr.flush()
+    os._exit(code)  # skip freeing a big workbook cell by cell: the process ends anyway
