@@ -17,6 +17,20 @@ def have_libreoffice() -> bool:
 needs_libreoffice = pytest.mark.skipif(not have_libreoffice(), reason="LibreOffice is not installed")
 
 
+def have_gnumeric() -> bool:
+    """Debian's gnumeric with its GObject bindings for the system python (what .ci/run installs)."""
+    import glob
+
+    return bool(glob.glob("/usr/lib/*/girepository-1.0/Gnm-*.typelib")) and shutil.which("ssconvert") is not None
+
+
+needs_gnumeric = pytest.mark.skipif(not have_gnumeric(), reason="Gnumeric (gnumeric, gir1.2-gnumeric) is not installed")
+
+# the engines that recalculate the test workbooks after edits (formulas has its own, smaller books: its load cost)
+ENGINES = ["ironcalc", pytest.param("libreoffice", marks=needs_libreoffice),
+           pytest.param("gnumeric", marks=needs_gnumeric)]
+
+
 def build_tiny(path, spec="tiny", prompt="Mike is quick. He moves", **opts):
     model = load_model(spec)
     options = BuildOptions(prompt=prompt, **opts)

@@ -45,8 +45,8 @@ def shared_book():
 
 
 def engine_book(engine: str):
-    """The shared book opened once per engine (IronCalc, LibreOffice). Tests share the session: each sets only
-    its own input cells (lens_target; temperature, sample_top_k, sample_u) and reads nothing the others set."""
+    """The shared book opened once per engine (IronCalc, LibreOffice, Gnumeric). Tests share the session: each sets
+    only its own input cells (lens_target; temperature, sample_top_k, sample_u) and reads nothing the others set."""
     key = f"engine:{engine}"
     if key not in _cache:
         path, _, _ = shared_book()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import needs_gnumeric
 from xlgpt.errors import XlgptError
 from xlgpt.generate import generate
 from xlgpt.model import load_model
@@ -45,11 +46,12 @@ def greedy(model, path, ids: list[int], k: int) -> list[int]:
     return out
 
 
+@pytest.mark.parametrize("engine", ["ironcalc", pytest.param("gnumeric", marks=needs_gnumeric)])
 @pytest.mark.parametrize("live", [False, True], ids=["python-tokens", "live-tokenizer"])
-def test_generate_equals_numpy(model, books, live):
+def test_generate_equals_numpy(model, books, live, engine):
     path, ids = books[live]
     texts = []
-    got = generate(path, 4, engine="ironcalc", echo=texts.append)
+    got = generate(path, 4, engine=engine, echo=texts.append)
     assert list(got) == greedy(model, path, ids, 4)
     assert len(got.token_seconds) == 4 and got.seconds_per_token > 0
     expect = model.tokenizer.decode(ids + list(got))
@@ -65,6 +67,14 @@ def test_context_full_and_sampling(books):
     b = generate(path, 2, temperature=0.9, top_k=5, seed=3, echo=lambda s: None)
     assert list(a) == list(b)
     assert list(generate(path, 0, echo=lambda s: None)) == []
+
+
+@needs_gnumeric
+def test_gnumeric_samples_as_ironcalc(books):
+    path, _ = books[True]
+    runs = [generate(path, 2, engine=e, temperature=0.9, top_k=5, seed=3, echo=lambda s: None)
+            for e in ("ironcalc", "gnumeric")]
+    assert list(runs[0]) == list(runs[1])
 
 
 def test_not_a_gpt2_workbook(tmp_path):

@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import needs_libreoffice
+from conftest import ENGINES
 from inside import engine_book, formulas_book, reference, rel_err, shared_book
 from xlgpt.build import as_written
 from xlgpt.stages import build_book, prompt_ids
 from xlgpt.stages.data import vocab_texts
 from xlgpt.stages.lens import LN_CONVENTION
 
-ENGINES = ["ironcalc", pytest.param("libreoffice", marks=needs_libreoffice), "formulas"]
+LENS_ENGINES = [*ENGINES, "formulas"]
 
 
 def open_engine(engine):
@@ -40,7 +40,7 @@ def independent_lens(model, opts, target=None, k=10):
             "logits": logits, "target": target, "next": int(np.argmax(t["lm_head_logits"]))}
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", LENS_ENGINES)
 def test_lens_equals_reference(engine):
     wb, path, model, opts = open_engine(engine)
     want = independent_lens(model, opts, k=opts.top_k)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import build_tiny, needs_libreoffice
+from conftest import ENGINES, build_tiny
 from inside import SAMPLE, engine_book, formulas_book, reference, shared_book, tmpdir
 from xlgpt.cli import main
 from xlgpt.reference import sample_token, top_k
@@ -68,7 +68,7 @@ def sweep(wb, logits):
     return bad
 
 
-@pytest.mark.parametrize("engine", ["ironcalc", pytest.param("libreoffice", marks=needs_libreoffice)])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_pinned_draw_equals_reference(engine):
     path, model, opts = shared_book()
     logits = reference(model, opts)["lm_head_logits"].ravel()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import regex
 
-from conftest import needs_libreoffice
+from conftest import ENGINES, needs_gnumeric, needs_libreoffice
 from corpus import CORPUS, SUBSET, long_words
 from xlgpt.engines import defined_names, open_workbook, read_name
 from xlgpt.engines.refs import parse_range
@@ -297,6 +297,23 @@ def test_subset_formulas(tmp_path):
     assert not bad, "\n".join(bad)
 
 
+# ---- Gnumeric: a fifth of the corpus and the subset (the whole corpus, ~75 s, under -m slow), one load -------------
+@needs_gnumeric
+def test_corpus_gnumeric_sample(full_book):
+    path, lay = full_book
+    prompts = corpus_for(lay)
+    bad = corpus_failures(path, "gnumeric", prompts[::5] + SUBSET + prompts[-2:], None, lay, bos_every=3)
+    assert not bad, "\n".join(bad[:20])
+
+
+@pytest.mark.slow
+@needs_gnumeric
+def test_corpus_gnumeric(full_book):
+    path, lay = full_book
+    bad = corpus_failures(path, "gnumeric", corpus_for(lay), None, lay, bos_every=11)
+    assert not bad, "\n".join(bad[:20])
+
+
 # ---- the default limits (128 bytes per word, 8 x context characters), and decoding ids back to text --------------
 def partial_utf8_ids(tok: Tokenizer, n: int) -> list[int]:
     out = []
@@ -359,7 +376,7 @@ def decode_book(path: Path, tok: Tokenizer, ids: list[int]):
     write_book(book, path)
 
 
-@pytest.mark.parametrize("engine", ["ironcalc", pytest.param("libreoffice", marks=needs_libreoffice)])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_decode_every_id_of_the_cut_vocabulary(tmp_path, engine):
     tok = Tokenizer.gpt2().cut(50)
     ids = list(range(tok.vocab_size))
@@ -373,7 +390,7 @@ def test_decode_every_id_of_the_cut_vocabulary(tmp_path, engine):
 
 
 # ---- the whole model follows the new prompt --------------------------------------------------------------------------
-@pytest.mark.parametrize("engine", ["ironcalc", pytest.param("libreoffice", marks=needs_libreoffice)])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_prediction_follows_the_typed_prompt(tmp_path, engine):
     K, N = 200, 8
     model = load_model(f"tiny:layers=1,heads=1,embd=4,merges={K},ctx=16")

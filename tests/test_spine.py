@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import build_tiny, needs_libreoffice
+from conftest import ENGINES, build_tiny
 from xlgpt.recalc import open_book
 from xlgpt.verify import report, verify
 
@@ -19,7 +19,6 @@ CASES = [
     (3, 4, 32, "the cat is"),
     (2, 4, 8, "one two"),
 ]
-ENGINES = ["ironcalc", pytest.param("libreoffice", marks=needs_libreoffice)]
 
 
 @pytest.fixture(scope="module")

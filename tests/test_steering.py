@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from conftest import needs_libreoffice
+from conftest import ENGINES
 from inside import CONTEXT, PROMPT, SPEC, reference, rel_err
 from xlgpt.cli import main
 from xlgpt.model import load_model
@@ -128,7 +128,7 @@ def coefficient_that_flips(model, vector, layer):
     pytest.fail("no coefficient changes the prediction")
 
 
-@pytest.mark.parametrize("engine", ["ironcalc", pytest.param("libreoffice", marks=needs_libreoffice)])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_setting_the_coefficient_cell_changes_the_prediction(books, model, engine):
     diff = resid(model, PLUS, 1)[-1] - resid(model, MINUS, 1)[-1]
     coef, want, base = coefficient_that_flips(model, diff, 1)

@@ -10,7 +10,7 @@ import sys
 from .errors import Interrupted, XlgptError
 from .xlsx.reader import XlsxError
 
-ENGINE_HELP = "formulas (pure Python, tiny workbooks only), ironcalc (default) or libreoffice"
+ENGINE_HELP = "ironcalc (default), libreoffice, gnumeric (up to ~40M cells) or formulas (pure Python, small workbooks)"
 
 
 def _snapshot_flag(p: argparse.ArgumentParser) -> None:
@@ -154,8 +154,10 @@ def cmd_recalc(args) -> int:
     elif result["status"]:
         print(f"the workbook reports: {result['status']}")
     else:
+        sampled = "" if result.get("sampled_token_id", result["next_token_id"]) == result["next_token_id"] else \
+            f"; sampled {result['sampled_token']!r} (id {result['sampled_token_id']})"
         print(f"{args.engine}: next token {result['next_token']!r} (id {result['next_token_id']}, "
-              f"p = {result['top'][0]['prob']:.4f}) after {len(result['token_ids'])} tokens")
+              f"p = {result['top'][0]['prob']:.4f}) after {len(result['token_ids'])} tokens{sampled}")
     return 1 if result["status"] else 0
 
 

@@ -104,6 +104,14 @@ def prediction(wb: Workbook, engine: str) -> dict:
         "next_token": tok.decode([nid]),
         "top": [{"id": i, "token": tok.decode([i]), "prob": p} for i, p in zip(top_ids, top_probs)],
     })
+    if wb.has("sampled_token_id"):  # = next_token_id at temperature 0
+        sid = int(wb.numbers("sampled_token_id")[0, 0])
+        result.update({"sampled_token_id": sid, "sampled_token": tok.decode([sid])})
+    if wb.has("lens_top_ids"):  # column j: the residual stream after j blocks (0: the embeddings), through ln_f
+        ids = wb.numbers("lens_top_ids")[0].astype(int)
+        probs = wb.numbers("lens_top_probs")[0]
+        result["lens"] = [{"layer": j, "id": int(i), "token": tok.decode([int(i)]), "prob": float(p)}
+                          for j, (i, p) in enumerate(zip(ids, probs))]
     return result
 
 

@@ -59,6 +59,7 @@ class Book:
         Gnm.init()
         self.context = Gnm.CmdContextStderr.new()
         Gnm.plugins_init(self.context)
+        self.general = GOffice.Format.general()
         self.view = self.book = None
         self.sheets = {}
         T = Gnm.ValueType
@@ -90,7 +91,7 @@ class Book:
                 v = V.new_string(value)  # never parsed: "=1+1" stays text
             elif kind == "number":
                 # the exact decimal of the double: Gnumeric computes in long double
-                v = V.new_from_string(T.FLOAT, format(Decimal(float(value)), "f"), None, False)
+                v = V.new_from_string(T.FLOAT, format(Decimal(float(value)), "f"), self.general, False)
             elif kind == "bool":
                 v = V.new_bool(bool(value))
             else:
@@ -175,4 +176,6 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stderr.flush()
+    os._exit(code)  # skip freeing a big workbook cell by cell: the process ends anyway

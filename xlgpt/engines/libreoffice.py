@@ -22,10 +22,7 @@ import time
 import weakref
 from pathlib import Path
 
-import numpy as np
-
-from xlgpt.engines.base import CellError, Session
-from xlgpt.engines.refs import parse_cell, parse_range
+from xlgpt.engines.base import WorkerSession
 from xlgpt.engines.xlsxzip import sheet_titles, workbook_root
 from xlgpt.errors import XlgptError
 
@@ -97,18 +94,9 @@ def _pipe_files(pipe: str | None, profile: str | None) -> list[str]:
     return [f for n in names for f in glob.glob(f"/tmp/OSL_PIPE_{n}")]
 
 
-def _convert(v):
-    if v is None or isinstance(v, (str, bool)):
-        return v
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, dict) and "error" in v:
-        return CellError(v["error"])
-    return v
-
-
-class LibreOfficeSession(Session):
+class LibreOfficeSession(WorkerSession):
     engine = "libreoffice"
+    label = "LibreOffice"
 
     def __init__(self, path: str, progress: bool = False):
         self.path = os.path.abspath(path)
@@ -203,54 +191,6 @@ class LibreOfficeSession(Session):
         if not reply.get("ok"):
             raise XlgptError(f"LibreOffice could not {what or msg.get('cmd')}: {reply.get('error')}")
         return reply
-
-    def _flush(self) -> None:
-        if self._pending:
-            items, self._pending = self._pending, []
-            self._call({"cmd": "set", "items": items}, what="set cells")
-
-    def _check_sheet(self, sheet: str) -> None:
-        if sheet not in self._sheets:
-            raise XlgptError(f"no sheet named {sheet!r} (sheets: {', '.join(self._sheets)})")
-
-    # ---- Session ----------------------------------------------------------------------
-    @property
-    def sheet_names(self) -> list[str]:
-        return list(self._sheets)
-
-    def set_cell(self, sheet, cell, value) -> None:
-        self._check_sheet(sheet)
-        parse_cell(cell)
-        if isinstance(value, str):
-            item = [sheet, cell.replace("$", ""), "text", str(value)]
-        elif isinstance(value, (bool, np.bool_)):
-            item = [sheet, cell.replace("$", ""), "bool", bool(value)]
-        elif isinstance(value, (int, float, np.integer, np.floating)):
-            item = [sheet, cell.replace("$", ""), "number", float(value)]
-        else:
-            raise TypeError(f"cannot store a {type(value).__name__} in a cell")
-        if self._closed:
-            raise XlgptError("the LibreOffice session is closed")
-        self._pending.append(item)
-
-    def recalc(self) -> None:
-        self._flush()
-        reply = self._call({"cmd": "calc"}, what="recalculate")
-        self.seconds["calc"] = reply.get("seconds")
-
-    def read(self, sheet, ref) -> np.ndarray:
-        self._check_sheet(sheet)
-        r1, c1, r2, c2 = parse_range(ref)
-        self._flush()
-        rows = self._call({"cmd": "read", "sheet": sheet, "ref": ref.replace("$", "")},
-                          what=f"read {sheet}!{ref}")["rows"]
-        out = np.empty((r2 - r1 + 1, c2 - c1 + 1), dtype=object)
-        if len(rows) != out.shape[0] or any(len(r) != out.shape[1] for r in rows):
-            raise XlgptError(f"LibreOffice returned a range of the wrong shape for {sheet}!{ref}")
-        for i, row in enumerate(rows):
-            for j, v in enumerate(row):
-                out[i, j] = _convert(v)
-        return out
 
     def close(self) -> None:
         if self._closed:
