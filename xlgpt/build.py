@@ -183,7 +183,7 @@ def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | N
     try:
         write_book(book, path, progress=progress)
     except IllegalText as e:
-        raise XlgptError(f"cannot store the prompt: {e}") from e
+        raise XlgptError(f"cannot store a text in the workbook: {e}") from e
     except OSError as e:
         raise XlgptError(f"cannot write {path}: {e.strerror or e}") from e
     next_id = int(t["next_token_id"][0, 0])
