@@ -121,8 +121,9 @@ def reference_forward(model: Model, ids: list[int], opts: BuildOptions) -> dict:
     return t
 
 
-def output_path(out: str | os.PathLike | None, model: Model) -> Path:
-    """The file to write: checked, not created. A symlink is written through (its target is replaced)."""
+def output_path(out: str | os.PathLike | None, model: Model | None = None) -> Path:
+    """The file to write (`out`, else the model's default): checked, not created. A symlink is written
+    through (its target is replaced)."""
     if out is not None and not str(out).strip():
         raise XlgptError("--out is empty: give a file name ending in .xlsx")
     path = Path(out) if out is not None else default_out(model)
@@ -152,6 +153,8 @@ def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | N
           progress=None, echo=print) -> BuildResult:
     t0 = time.perf_counter()
     check_text(opts.prompt)
+    if out is not None:
+        output_path(out)  # before the (maybe long) load
     model = load_model(model_spec)
     path = output_path(out, model)
     check_fits(model.config, Path(os.path.realpath(path)).parent)
@@ -172,7 +175,7 @@ def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | N
     try:
         write_book(book, path, progress=progress, cached_values=opts.cached_values)
     except IllegalText as e:
-        raise XlgptError(f"cannot store the prompt: {e}") from e
+        raise XlgptError(f"cannot store a text in the workbook: {e}") from e
     except OSError as e:
         raise XlgptError(f"cannot write {path}: {e.strerror or e}") from e
     next_id = int(t["next_token_id"][0, 0])

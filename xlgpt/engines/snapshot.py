@@ -82,7 +82,8 @@ def private_folder(folder: Path, create: bool) -> str | None:
     """Make sure `folder` is the user's alone (creating it 0700 if asked); returns why it is not, or None."""
     if create:
         try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # .../xlgpt too (its parents: default)
+            folder.mkdir(mode=0o700, exist_ok=True)
         except OSError as e:
             return f"cannot create {folder}: {e.strerror or e}"
     try:
