@@ -2,7 +2,7 @@
 
     python -m xlgpt.train                      # reproduces xlgpt/models/toy (see docs/toy-model.md)
     python -m xlgpt.train --out /tmp/toy --steps 500 --seed 1
-    python -m xlgpt.train --eval xlgpt/models/toy   # only print the probes and the logit lens
+    python -m xlgpt.train --eval xlgpt/models/toy   # only print the probes, the logit lens and the steering demo
 
 The corpus is generated from templates (days, months, counting, people and how they act, what they pull
 out), so the model has to read its context: which day is named, whether the sentence asks for tomorrow or
