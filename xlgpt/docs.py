@@ -7,8 +7,9 @@ headings):
 1. a copy of the workbook in which only the tabs to picture are visible, each with a print area (the part to
    show) fitted to one page, grid lines and headings on (sheet XML and workbook.xml edited in the copy; the
    original is never touched);
-2. LibreOffice, with a throw-away profile that makes it recalculate .xlsx files on load (the writer stores no
-   cached values), exports that copy to PDF: one page per visible tab, in tab order;
+2. LibreOffice, with a throw-away profile that makes it recalculate .xlsx files on load (so the pictures show
+   what LibreOffice computes, not the values cached at build time), exports that copy to PDF: one page per
+   visible tab, in tab order;
 3. poppler's pdftoppm renders each page; the picture is cropped to what is drawn and saved as PNG.
 
 A tab pictured twice (e.g. block_0's top and its attention heads) takes two rounds (two copies, two exports).
@@ -176,17 +177,18 @@ SHOTS = [
     Shot("prediction", "prediction", prediction_area, "prediction: the next token, the top 10 and their chart."),
     Shot("logit_lens", "logit_lens", through("lens_top_probs", extra=0),
          "logit_lens: the top tokens at every layer."),
-    Shot("steer", "steer", steer_area, "steer: the controls, the vector (Friday minus Tuesday) and the mask.",
+    Shot("steer", "steer", steer_area, "steer: the controls, the vector (' Jedi' minus ' phone') and the mask.",
          book="steered"),
-    Shot("steer_prediction", "prediction", prediction_area, "prediction, steered: Saturday instead of Wednesday.",
+    Shot("steer_prediction", "prediction", prediction_area, "prediction, steered: ' lightsaber' instead of ' phone'.",
          book="steered"),
     Shot("params", "h0", top("h0", 24, 20), "h0: block 0's parameters, every weight a cell."),
 ]
 
 
-# The steered workbook: the difference between the residual streams of two prompts entering block 3, added back
-# at every position (activation steering; `xlgpt build --steer-diff PLUS MINUS --steer-layer 3`).
-STEERED = dict(plus="If today is Friday, tomorrow is", minus="If today is Tuesday, tomorrow is", layer=3, coef=1.0)
+# The steered workbook, the talk's surgery: the difference between the residual streams of " Jedi" and " phone"
+# entering block 2, times 0.5, added at every position of "Mike pulls out his" (activation steering;
+# `xlgpt build --prompt "Mike pulls out his" --steer-diff " Jedi" " phone" --steer-layer 2 --steer-coef 0.5`).
+STEERED = dict(prompt="Mike pulls out his", plus=" Jedi", minus=" phone", layer=2, coef=0.5)
 
 
 # ---- the workbook copy ----------------------------------------------------------------------------------
@@ -485,6 +487,7 @@ def build_default(path: Path, live_tokenizer: bool = True, model: str | None = N
     if steer:
         from .steering import steering_from_args
 
+        opts.prompt = steer.get("prompt", opts.prompt)
         args = argparse.Namespace(steer_diff=(steer["plus"], steer["minus"]), steer_layer=steer["layer"],
                                   steer_coef=steer["coef"], steer_vector=None, steer_sae=None, steer_mean=False,
                                   steer_positions=0, bos=False)
