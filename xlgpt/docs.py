@@ -171,7 +171,7 @@ SHOTS = [
     Shot("block_mlp", "block_0", sections("block_0_mlp_out", "block_0_resid_post", cols=20),
          "block_0, end: the MLP's output and the residual stream leaving the block."),
     Shot("attention", "attention", attention_area, "attention: every head's attention map, coloured."),
-    Shot("attention_last", "attention", attention_maps(-1, range(2, 4)), "attention: the last block's heads 2 and 3."),
+    Shot("attention_last", "attention", attention_maps(2, range(0, 2)), "attention: block 2's heads 0 and 1."),
     Shot("ln_f", "ln_f", through("ln_f", cols=20), "ln_f: the final layer norm."),
     Shot("lm_head", "lm_head", top("lm_head", 40, 8), "lm_head: a logit and a probability for every token."),
     Shot("prediction", "prediction", prediction_area, "prediction: the next token, the top 10 and their chart."),
