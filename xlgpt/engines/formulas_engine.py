@@ -102,59 +102,21 @@ class FormulasSession(Session):
         if progress:
             print(f"formulas: loading {path} ({self.n_cells:,} cells)", file=sys.stderr, flush=True)
         try:
-            import formulas
-            import schedula
+            import formulas  # noqa: F401
+            from formulas.tokens.operand import XlError
+            from schedula import EMPTY
         except ImportError as e:  # pragma: no cover
             raise XlgptError(f"the formulas package is not installed: pip install formulas ({e})") from None
-        self._empty = schedula.EMPTY
-        from formulas.tokens.operand import XlError
+        from xlgpt.engines.formulas_book import read_book
+        from xlgpt.engines.formulas_graph import Graph
 
-        self._XlError = XlError
-        level = logging.getLogger("formulas").level
-        try:
-            with _quiet_tqdm(progress):
-                if not progress:
-                    logging.getLogger("formulas").setLevel(logging.ERROR)
-                self._model = formulas.ExcelModel().loads(path).finish()
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:
-            raise XlgptError(f"the formulas engine could not load {path}: {' '.join(str(e).split()) or type(e).__name__}") from None
-        finally:
-            logging.getLogger("formulas").setLevel(level)
+        self._empty, self._XlError = EMPTY, XlError
+        echo = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else None
+        sheets, names = read_book(path)
+        self._graph = Graph(sheets, names, progress=echo)
+        del sheets
         self.seconds = {"load": time.monotonic() - t0}
-
-        # sheet titles as in the file (formulas upper-cases them)
-        self._sheets = {t: t.upper() for t in sheet_titles(workbook_root(path))}
-
-        # where each cell's value lives: its own node, or (array formulas) a range node
-        from formulas.cell import RangesAssembler
-
-        dsp = self._model.dsp
-        self._cells: dict[tuple[str, int, int], str] = {}
-        self._array_cells: dict[tuple[str, int, int], tuple[str, int, int, tuple[int, int]]] = {}
-        for key in dsp.data_nodes:
-            parts = _key_parts(key)
-            if parts is None:
-                continue
-            sheet, ref = parts
-            try:
-                r1, c1, r2, c2 = parse_range(ref)
-            except XlgptError:
-                continue  # whole columns/rows: never read directly
-            if ":" not in ref:
-                self._cells[(sheet, r1, c1)] = key
-                continue
-            computed = any(not isinstance(dsp.nodes[fn].get("function"), RangesAssembler)
-                           for fn in dsp.dmap.pred.get(key, ()))
-            if computed:  # an array formula's result, not a range assembled from its cells
-                shape = (r2 - r1 + 1, c2 - c1 + 1)
-                for r in range(r1, r2 + 1):
-                    for c in range(c1, c2 + 1):
-                        self._array_cells[(sheet, r, c)] = (key, r - r1, c - c1, shape)
-        self._inputs: dict[str, object] = {}  # node key -> value, for cells the model knows
-        self._extra: dict[tuple[str, int, int], object] = {}  # inputs no formula depends on
-        self._solution = None
+        self._sheets = {t: i for i, t in enumerate(self._graph.titles)}
         self.recalc()
         self.seconds["calc"] = self._last_calc
 
@@ -162,8 +124,8 @@ class FormulasSession(Session):
     def sheet_names(self) -> list[str]:
         return list(self._sheets)
 
-    def _sheet(self, name: str) -> str:
-        if self._model is None:
+    def _sheet(self, name: str) -> int:
+        if self._graph is None:
             raise XlgptError("the formulas session is closed")
         try:
             return self._sheets[name]
@@ -171,7 +133,7 @@ class FormulasSession(Session):
             raise XlgptError(f"no sheet named {name!r} (sheets: {', '.join(self._sheets)})") from None
 
     def set_cell(self, sheet, cell, value) -> None:
-        upper = self._sheet(sheet)
+        index = self._sheet(sheet)
         row, col = parse_cell(cell)
         if isinstance(value, str):
             v = str(value)
@@ -181,23 +143,21 @@ class FormulasSession(Session):
             v = float(value)
         else:
             raise TypeError(f"cannot store a {type(value).__name__} in a cell")
-        key = self._cells.get((upper, row, col))
-        if key is None:
-            self._extra[(upper, row, col)] = v
-        else:
-            self._inputs[key] = v
+        self._graph.set(index, row, col, v)
 
     def recalc(self) -> None:
-        if self._model is None:
+        if self._graph is None:
             raise XlgptError("the formulas session is closed")
         t0 = time.monotonic()
         try:
-            self._solution = self._model.calculate(inputs=dict(self._inputs))
-        except (KeyboardInterrupt, SystemExit):
+            self.evaluated = self._graph.calculate()
+        except (KeyboardInterrupt, SystemExit, XlgptError):
             raise
         except Exception as e:
             raise XlgptError(f"the formulas engine failed to recalculate: {' '.join(str(e).split())}") from None
         self._last_calc = time.monotonic() - t0
+        if self.progress:
+            print(f"formulas: {self.evaluated:,} formulas in {self._last_calc:.1f} s", file=sys.stderr, flush=True)
 
     def _convert(self, v):
         if v is self._empty or v is None:
@@ -214,44 +174,14 @@ class FormulasSession(Session):
             return self._convert(v.reshape(-1)[0])
         return v
 
-    def _value(self, key: str) -> np.ndarray | None:
-        sol = self._solution
-        if key not in sol:
-            return None
-        v = np.asarray(getattr(sol[key], "value", sol[key]), dtype=object)
-        return v.reshape(1, -1) if v.ndim < 2 else v
-
-    def _cell(self, sheet: str, r: int, c: int):
-        if (sheet, r, c) in self._extra:
-            return self._extra[(sheet, r, c)]
-        key = self._cells.get((sheet, r, c))
-        if key is not None:
-            v = self._value(key)
-            if v is not None:
-                return self._convert(v[0, 0])
-        hit = self._array_cells.get((sheet, r, c))
-        if hit is not None:
-            key, i, j, _ = hit
-            v = self._value(key)
-            if v is None:
-                return None
-            # Excel repeats a single row / column over a larger array range, else #N/A
-            i = 0 if v.shape[0] == 1 else i
-            j = 0 if v.shape[1] == 1 else j
-            if i < v.shape[0] and j < v.shape[1]:
-                return self._convert(v[i, j])
-            return CellError("#N/A")
-        return None
-
     def read(self, sheet, ref) -> np.ndarray:
-        upper = self._sheet(sheet)
+        index = self._sheet(sheet)
         r1, c1, r2, c2 = parse_range(ref)
-        out = np.empty((r2 - r1 + 1, c2 - c1 + 1), dtype=object)
-        for i in range(r2 - r1 + 1):
-            for j in range(c2 - c1 + 1):
-                out[i, j] = self._cell(upper, r1 + i, c1 + j)
+        values = self._graph.read(index, r1, c1, r2, c2)
+        out = np.empty(values.shape, dtype=object)
+        for i, v in enumerate(values.flat):
+            out.flat[i] = self._convert(v)
         return out
 
     def close(self) -> None:
-        self._model = None
-        self._solution = None
+        self._graph = None

@@ -1,0 +1,432 @@
+"""The workbook as a graph of compiled `formulas` functions, evaluated in dependency order.
+
+`formulas.ExcelModel` makes a schedula node of every cell and every range, and its dispatcher pays for each
+on every calculation (~1 ms and ~5 KB a cell: the default workbook's 290k tokenizer cells never finish).
+Here each formula is still parsed and compiled by `formulas` (its Parser, its function implementations, its
+way of shaping a result into the cell or array range), but:
+- a formula is compiled once per pattern: cells whose formulas are equal in R1C1 form (the same text with every
+  relative reference at the same offset) share one compiled function, called with their own input ranges;
+- an array formula is one node whose result fills its range;
+- values live in one object grid per sheet, so an input range is a slice, not an assembly of cell nodes;
+- after the first calculation only the formulas downstream of the cells set since (and volatile ones) run.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from xlgpt.engines.formulas_book import SheetData
+from xlgpt.engines.refs import col_letters, col_number
+from xlgpt.errors import XlgptError
+
+# a string literal (kept as it is) or an A1 reference with an optional sheet: a cell or a cell:cell range
+_REF = re.compile(r"""
+    "(?:[^"]|"")*"
+  | (?<![A-Za-z0-9_.$'!])
+    (?P<sheet>(?:'(?:[^']|'')+'|[A-Za-z_][A-Za-z0-9_.]*)!)?
+    (?P<a>\$?[A-Za-z]{1,3}\$?[0-9]{1,7})(?::(?P<b>\$?[A-Za-z]{1,3}\$?[0-9]{1,7}))?
+    (?![A-Za-z0-9_(.!:])
+""", re.X)
+_PART = re.compile(r"(\$?)([A-Za-z]{1,3})(\$?)([0-9]{1,7})$")
+# formulas that read the position of their own cell, or are volatile
+_POSITIONAL = re.compile(r"(?<![A-Za-z0-9_.])(ROW|COLUMN|_XLFN\.SINGLE|SINGLE|OFFSET|INDIRECT)\s*\(", re.I)
+_VOLATILE = re.compile(r"(?<![A-Za-z0-9_.])(RAND|RANDBETWEEN|NOW|TODAY|OFFSET|INDIRECT)\s*\(", re.I)
+
+
+def _part(text: str) -> tuple[bool, int, bool, int]:
+    """"$B3" -> (col absolute, col 2, row relative, row 3)."""
+    m = _PART.match(text)
+    return bool(m.group(1)), col_number(m.group(2)), bool(m.group(3)), int(m.group(4))
+
+
+def _sheet_title(prefix: str | None) -> str | None:
+    if not prefix:
+        return None
+    s = prefix[:-1]
+    if s.startswith("'"):
+        s = s[1:-1].replace("''", "'")
+    return s.upper()
+
+
+def shift_formula(text: str, dr: int, dc: int) -> str:
+    """A formula as it reads dr rows and dc columns away (relative references move; what a shared formula means)."""
+    def part(p: str) -> str:
+        ca, c, ra, r = _part(p)
+        return f"{'$' if ca else ''}{col_letters(c if ca else c + dc)}{'$' if ra else ''}{r if ra else r + dr}"
+
+    def sub(m):
+        if m.group("a") is None:
+            return m.group(0)
+        out = (m.group("sheet") or "") + part(m.group("a"))
+        return out + (":" + part(m.group("b")) if m.group("b") else "")
+
+    return _REF.sub(sub, text)
+
+
+def _pattern(text: str, sheet: str):
+    """The formula with every reference replaced by a placeholder (the key shared by formulas that differ only
+    in where they read; a repeated reference keeps the placeholder of its first use), and its references in
+    order as (sheet, r1, c1, r2, c2)."""
+    refs: list[tuple] = []
+    first: dict[tuple, int] = {}
+
+    def sub(m):
+        if m.group("a") is None:
+            return m.group(0)
+        _, c1, _, r1 = _part(m.group("a"))
+        _, c2, _, r2 = _part(m.group("b")) if m.group("b") else (0, c1, 0, r1)
+        ref = (_sheet_title(m.group("sheet")) or sheet, min(r1, r2), min(c1, c2), max(r1, r2), max(c1, c2))
+        k = first.setdefault(ref, len(refs))
+        refs.append(ref)
+        return f"\0{k}{':' if m.group('b') else ''}\0"
+
+    return _REF.sub(sub, text), refs
+
+
+# functions that read a reference itself (not its values), or operators that build one: these get formulas'
+# Ranges objects; every other formula gets the values (INDEX over values is formulas' own array path, and
+# INDEX over a Ranges makes a Ranges object for every cell of the range, ~10 us each, on every call)
+_REFERENCE_FUNCS = re.compile(r"(?<![A-Za-z0-9_.])(ISFORMULA|ISREF|AREAS|COLUMNS|ROWS|COLUMN|ROW|SINGLE|_XLFN\.SINGLE|"
+                              r"OFFSET|INDIRECT|CELL)\s*\(|@", re.I)
+_FN_KEYS = {"type", "inputs", "outputs", "function", "wait_inputs", "index", "solve_cycle", "extra_inputs"}
+_DATA_KEYS = {"type", "wait_inputs", "index", "filters"}
+
+
+class Compiled:
+    """One formula compiled by formulas (a schedula DispatchPipe) and, when its dispatcher is a plain chain of
+    functions, the same functions called in their order without schedula's per-call bookkeeping."""
+
+    def __init__(self, func, inputs: list, refs: list, wants_ranges: bool):
+        import schedula as sh
+
+        self.func = func
+        self.inputs = inputs  # per argument: ("ref", index into the formula's references) or ("name", NAME)
+        self.refs = refs  # the anchor formula's references (sheet, r1, c1, r2, c2), for its range dicts
+        self.wants_ranges = wants_ranges
+        self.templates = [None if i[0] == "name" else rng.ranges[0] for i, rng in zip(inputs, func.inputs.values())]
+        self._none = sh.NONE
+        self.steps = self._chain(func, sh)
+
+    @staticmethod
+    def _chain(func, sh):
+        dsp = func.dsp
+        nodes = dsp.nodes
+        defaults = {k: v["value"] for k, v in dsp.default_values.items()}
+        fns = []
+        for k, n in nodes.items():
+            if n["type"] == "function":
+                if set(n) - _FN_KEYS or len(n["outputs"]) != 1:
+                    return None
+                fns.append(k)
+            elif n["type"] != "data" or set(n) - _DATA_KEYS:
+                return None
+        known = set(func.inputs) | set(defaults)
+        steps, left = [], fns
+        while left:
+            ready = [k for k in left if all(i in known for i in nodes[k]["inputs"])]
+            if not ready:
+                return None
+            for k in ready:
+                n = nodes[k]
+                out = n["outputs"][0]
+                steps.append((n["function"], n["inputs"], out, nodes[out].get("filters", ())))
+                known.add(out)
+            left = [k for k in left if k not in ready]
+        if func.outputs[0] not in known:
+            return None
+        return defaults, list(func.inputs), steps, func.outputs[0]
+
+    def __call__(self, *args):
+        if self.steps is not None:
+            defaults, names, steps, out = self.steps
+            values = dict(defaults)
+            values.update(zip(names, args))
+            none = self._none
+            try:
+                for fn, ins, o, filters in steps:
+                    v = fn(*[values[i] for i in ins])
+                    for flt in filters:
+                        v = flt(v)
+                    if v is none:
+                        break  # schedula would not set the node: let it decide
+                    values[o] = v
+                else:
+                    return values[out]
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception:
+                pass  # let schedula raise or not, as it does in formulas.ExcelModel
+        return self.func(*args)
+
+
+@dataclass
+class Node:
+    sheet: int
+    r1: int
+    c1: int
+    r2: int
+    c2: int
+    compiled: Compiled
+    out: dict  # the formulas range dict of the cell / array range
+    args: list  # per argument: (sheet index, r1, c1, r2, c2, range dict or None), or None (an unusable name)
+    volatile: bool
+
+
+def _range_dict(template: dict, r1: int, c1: int, r2: int, c2: int) -> dict:
+    """A formulas range dict like template's, for another area."""
+    a, b = col_letters(c1), col_letters(c2)
+    ref = f"{a}{r1}" if ":" not in template["ref"] else f"{a}{r1}:{b}{r2}"
+    prefix = template["name"][:len(template["name"]) - len(template["ref"])]
+    return {**template, "r1": str(r1), "r2": str(r2), "n1": c1, "n2": c2, "c1": a, "c2": b, "ref": ref,
+            "name": prefix + ref}
+
+
+class Graph:
+    """Every formula of the workbook compiled by `formulas`, and the values of every cell."""
+
+    def __init__(self, sheets: list[SheetData], names: dict[str, str], progress=None):
+        import schedula as sh
+        from formulas.cell import Cell, format_output
+        from formulas.functions import replace_empty
+        from formulas.ranges import Ranges
+        from formulas.tokens.operand import Error
+
+        self._sh, self._Cell, self._Ranges = sh, Cell, Ranges
+        self._format_output, self._replace_empty, self._errors = format_output, replace_empty, Error.errors
+        self.titles = [s.title for s in sheets]
+        self._index = {t.upper(): i for i, t in enumerate(self.titles)}
+        self._names_text = names
+        self._names: dict[str, tuple] = {}
+        empty = sh.EMPTY
+        self.grids = []
+        for s in sheets:
+            g = np.empty((max(s.rows, 1), max(s.cols, 1)), dtype=object)
+            g[:] = empty
+            for (r, c), v in s.values.items():
+                g[r - 1, c - 1] = v
+            self.grids.append(g)
+        t0 = time.monotonic()
+        self.patterns: dict[tuple, Compiled | None] = {}
+        self.compiled = 0
+        self.nodes: list[Node] = []
+        for i, s in enumerate(sheets):
+            for f in s.formulas:
+                self.nodes.append(self._node(i, f))
+                if progress and len(self.nodes) % 5000 == 0:
+                    progress(f"formulas: compiled {len(self.nodes):,} formulas "
+                             f"({self.compiled:,} distinct) in {time.monotonic() - t0:.0f} s")
+        self._link()
+        self._changed: set[tuple[int, int, int]] = set()
+        self._fresh = False
+
+    # ---- compiling --------------------------------------------------------------------------------------------
+    def _compile(self, sheet: int, f, refs: list) -> Compiled:
+        upper = self.titles[sheet].upper()
+        ctx = {"sheet": upper}
+        where = self._where(f)
+        try:
+            cell = self._Cell(where, "=" + f.text, context=ctx).compile(context=ctx)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:
+            raise XlgptError(f"the formulas engine cannot parse {self.titles[sheet]}!{where} ={f.text}: "
+                             f"{' '.join(str(e).split()) or type(e).__name__}") from None
+        self.compiled += 1
+        func = cell.func.func
+        first = {}
+        for k, r in enumerate(refs):
+            first.setdefault(r, k)
+        inputs = []
+        for k, rng in func.inputs.items():
+            if isinstance(rng, self._Ranges) and len(rng.ranges) == 1:
+                d = rng.ranges[0]
+                key = (d.get("sheet", upper), int(d["r1"]), d["n1"], int(d["r2"]), d["n2"])
+                if key not in first:  # formulas read a reference the pattern did not see
+                    refs = refs + [key]
+                    first[key] = len(refs) - 1
+                    inputs.append(("fixed", first[key]))
+                else:
+                    inputs.append(("ref", first[key]))
+            elif rng is None and isinstance(k, str) and k.upper() in self._names_text:
+                inputs.append(("name", k.upper()))
+            else:
+                raise XlgptError(f"the formulas engine cannot evaluate {self.titles[sheet]}!{where} ={f.text}: "
+                                 f"unsupported reference {k}")
+        bare = _REF.sub("", f.text)  # without references and strings
+        wants = bool(_REFERENCE_FUNCS.search(bare)) or ":" in bare
+        return Compiled(func, inputs, refs, wants)
+
+    @staticmethod
+    def _where(f) -> str:
+        if f.ref is None:
+            return f"{col_letters(f.col)}{f.row}"
+        r1, c1, r2, c2 = f.ref
+        return f"{col_letters(c1)}{r1}:{col_letters(c2)}{r2}"
+
+    def _name_arg(self, name: str):
+        if name not in self._names:
+            from xlgpt.engines import _split_sheet_ref
+            from xlgpt.engines.refs import parse_range
+            target = _split_sheet_ref(self._names_text[name])
+            if target is None or target[0].upper() not in self._index:
+                self._names[name] = None  # a constant or formula name: #NAME?, as a name formulas cannot resolve
+            else:
+                sheet, ref = target
+                d = self._Ranges().push(f"'{sheet.upper().replace(chr(39), chr(39) * 2)}'!{ref}").ranges[0]
+                self._names[name] = (self._index[sheet.upper()], *parse_range(ref), d)
+        return self._names[name]
+
+    def _node(self, sheet: int, f) -> Node:
+        title = self.titles[sheet].upper()
+        key_text, refs = _pattern(f.text, title)
+        reuse = not _POSITIONAL.search(f.text)
+        key = (sheet, key_text)
+        comp = self.patterns.get(key) if reuse else None
+        if comp is None:
+            comp = self._compile(sheet, f, refs)
+            if reuse and all(i[0] != "fixed" for i in comp.inputs):
+                self.patterns[key] = comp
+        args = []
+        for (kind, k), template in zip(comp.inputs, comp.templates):
+            if kind == "name":
+                a = self._name_arg(k)
+                args.append(a if a is None or comp.wants_ranges else (*a[:5], None))
+                continue
+            s, r1, c1, r2, c2 = refs[k] if kind == "ref" else comp.refs[k]
+            d = None
+            if comp.wants_ranges:
+                d = template if (s, r1, c1, r2, c2) == comp.refs[k] else _range_dict(template, r1, c1, r2, c2)
+            args.append((self._index.get(s, -1), r1, c1, r2, c2, d))
+        r1, c1, r2, c2 = f.ref or (f.row, f.col, f.row, f.col)
+        out = self._Ranges().push(self._where(f), context={"sheet": title}).ranges[0]
+        return Node(sheet, r1, c1, r2, c2, comp, out, args, bool(_VOLATILE.search(f.text)))
+
+    # ---- the dependency graph ---------------------------------------------------------------------------------
+    def _grow(self, sheet: int, rows: int, cols: int) -> None:
+        g = self.grids[sheet]
+        if rows > g.shape[0] or cols > g.shape[1]:
+            new = np.empty((max(rows, g.shape[0]), max(cols, g.shape[1])), dtype=object)
+            new[:] = self._sh.EMPTY
+            new[:g.shape[0], :g.shape[1]] = g
+            self.grids[sheet] = new
+
+    def _link(self) -> None:
+        for n in self.nodes:
+            self._grow(n.sheet, n.r2, n.c2)
+        owner = [np.full(g.shape, -1, dtype=np.int64) for g in self.grids]
+        for i, n in enumerate(self.nodes):
+            o = owner[n.sheet][n.r1 - 1:n.r2, n.c1 - 1:n.c2]
+            if (o >= 0).any():
+                raise XlgptError(f"the formulas engine: two formulas write {self.titles[n.sheet]}!"
+                                 f"{col_letters(n.c1)}{n.r1}")
+            o[:] = i
+        self._owner = owner
+        succ: list[list[int]] = [[] for _ in self.nodes]
+        indeg = np.zeros(len(self.nodes), dtype=np.int64)
+        cache: dict[tuple, np.ndarray] = {}
+        rects = []
+        for i, n in enumerate(self.nodes):
+            deps = set()
+            for a in n.args:
+                if a is None or a[0] < 0:
+                    continue
+                s, r1, c1, r2, c2 = a[:5]
+                rects.append((i, s, r1, c1, r2, c2))
+                key = (s, r1, c1, r2, c2)
+                d = cache.get(key)
+                if d is None:
+                    o = owner[s][r1 - 1:r2, c1 - 1:c2]
+                    d = cache[key] = np.unique(o[o >= 0]) if o.size else o.ravel()
+                deps.update(d.tolist())
+            if i in deps:
+                raise XlgptError(f"the formulas engine: circular reference at {self.titles[n.sheet]}!"
+                                 f"{col_letters(n.c1)}{n.r1}")
+            for d in deps:
+                succ[d].append(i)
+            indeg[i] = len(deps)
+        order, ready = [], [i for i in range(len(self.nodes)) if indeg[i] == 0]
+        while ready:
+            i = ready.pop()
+            order.append(i)
+            for j in succ[i]:
+                indeg[j] -= 1
+                if indeg[j] == 0:
+                    ready.append(j)
+        if len(order) != len(self.nodes):
+            raise XlgptError("the formulas engine: the workbook has a circular reference")
+        self.order = order
+        self._rank = np.empty(len(order), dtype=np.int64)
+        self._rank[order] = np.arange(len(order))
+        self._succ = succ
+        self._rects = np.array(rects, dtype=np.int64).reshape(-1, 6)
+
+    # ---- values -----------------------------------------------------------------------------------------------
+    def read(self, sheet: int, r1: int, c1: int, r2: int, c2: int) -> np.ndarray:
+        g = self.grids[sheet]
+        if r2 <= g.shape[0] and c2 <= g.shape[1]:
+            return g[r1 - 1:r2, c1 - 1:c2].copy()
+        out = np.empty((r2 - r1 + 1, c2 - c1 + 1), dtype=object)
+        out[:] = self._sh.EMPTY
+        part = g[r1 - 1:min(r2, g.shape[0]), c1 - 1:min(c2, g.shape[1])]
+        out[:part.shape[0], :part.shape[1]] = part
+        return out
+
+    def set(self, sheet: int, row: int, col: int, value) -> None:
+        self._grow(sheet, row, col)
+        g = self.grids[sheet]
+        if row <= self._owner[sheet].shape[0] and col <= self._owner[sheet].shape[1] \
+                and self._owner[sheet][row - 1, col - 1] >= 0:
+            raise XlgptError(f"the formulas engine cannot type over the formula in {self.titles[sheet]}!"
+                             f"{col_letters(col)}{row}")
+        g[row - 1, col - 1] = value
+        self._changed.add((sheet, row, col))
+
+    def _evaluate(self, n: Node) -> None:
+        sh, Ranges = self._sh, self._Ranges
+        args = []
+        for a in n.args:
+            if a is None:
+                args.append(self._errors["#NAME?"])
+            elif a[0] < 0:
+                args.append(self._errors["#REF!"])
+            elif a[5] is None:
+                args.append(self.read(*a[:5]))
+            else:
+                d = a[5]
+                args.append(Ranges((d,), {d["name"]: (d, self.read(*a[:5]))}))
+        try:
+            out = n.compiled(*args)
+        except sh.DispatcherError as ex:  # as formulas.cell.CellWrapper
+            if not isinstance(ex.ex, NotImplementedError):
+                raise XlgptError(f"the formulas engine failed at {self.titles[n.sheet]}!{n.out['ref']}: "
+                                 f"{' '.join(str(ex.ex).split())}") from None
+            out = self._errors["#NAME?"]
+        value = self._format_output(n.out, self._replace_empty(out)).value
+        self.grids[n.sheet][n.r1 - 1:n.r2, n.c1 - 1:n.c2] = value
+
+    def calculate(self) -> int:
+        """Evaluate what changed since the last calculation (everything the first time); returns how many
+        formulas ran."""
+        if not self._fresh:
+            todo = self.order
+        else:
+            start = {i for i, n in enumerate(self.nodes) if n.volatile}
+            rc = self._rects
+            for s, r, c in self._changed:
+                hit = rc[(rc[:, 1] == s) & (rc[:, 2] <= r) & (rc[:, 4] >= r) & (rc[:, 3] <= c) & (rc[:, 5] >= c)]
+                start.update(hit[:, 0].tolist())
+            seen, stack = set(start), list(start)
+            while stack:
+                for j in self._succ[stack.pop()]:
+                    if j not in seen:
+                        seen.add(j)
+                        stack.append(j)
+            todo = sorted(seen, key=self._rank.__getitem__)
+        self._changed.clear()
+        for i in todo:
+            self._evaluate(self.nodes[i])
+        self._fresh = True
+        return len(todo)
