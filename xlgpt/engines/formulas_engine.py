@@ -1,25 +1,28 @@
-"""The pure-Python `formulas` package: slow (~1-8 ms and ~5 KB per cell), for small workbooks only."""
+"""The pure-Python `formulas` package, driven cell pattern by cell pattern (formulas_graph.py): ~50 us CPU and
+~700 bytes a cell, so up to the default workbook and a little beyond; bigger ones are refused with an estimate."""
 from __future__ import annotations
 
-import contextlib
-import functools
-import logging
 import os
+import re
 import sys
 import time
-import types
 import zipfile
 
 import numpy as np
 
 from xlgpt.engines.base import CellError, Session
 from xlgpt.engines.refs import parse_cell, parse_range
-from xlgpt.engines.xlsxzip import sheet_titles, workbook_root
 from xlgpt.errors import XlgptError
 
-MAX_CELLS = 300_000
-SECONDS_PER_CELL = 0.001  # measured 0.25 ms to load + 0.2 ms to calculate a cell; formula-heavy books cost more
-BYTES_PER_CELL = 5_000
+# What this engine pays per cell (formulas/formulas_graph.py: each cell a slot of a value grid, each formula
+# compiled once per pattern and evaluated by formulas' functions, elementwise for array formulas), measured on
+# the default workbook (~500k cells counting every cell of an array formula): ~25 s CPU, ~350 MB peak.
+MAX_CELLS = 2_000_000
+SECONDS_PER_CELL = 5e-5
+BYTES_PER_CELL = 700
+
+_ARRAY_REF = re.compile(rb'<f\b[^>]*?\bt="array"[^>]*?\bref="\$?([A-Z]{1,3})\$?([0-9]{1,7}):\$?([A-Z]{1,3})\$?([0-9]{1,7})"'
+                        rb'|<f\b[^>]*?\bref="\$?([A-Z]{1,3})\$?([0-9]{1,7}):\$?([A-Z]{1,3})\$?([0-9]{1,7})"[^>]*?\bt="array"')
 
 
 def _sheet_parts(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
@@ -28,9 +31,27 @@ def _sheet_parts(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
             and "/_rels/" not in i.filename]
 
 
+def _letters(b: bytes) -> int:
+    n = 0
+    for ch in b:
+        n = n * 26 + ch - 64
+    return n
+
+
+def _array_cells(buf: bytes) -> int:
+    """Cells an array formula fills beyond the one cell it is stored in, for every array formula in buf."""
+    extra = 0
+    for m in _ARRAY_REF.finditer(buf):
+        g = m.groups()
+        c1, r1, c2, r2 = g[:4] if g[0] is not None else g[4:]
+        extra += (abs(int(r2) - int(r1)) + 1) * (abs(_letters(c2) - _letters(c1)) + 1) - 1
+    return extra
+
+
 def estimate_cells(path: str, limit: int = MAX_CELLS) -> int:
-    """Number of cells (<c> elements) in the workbook's sheets, counted by streaming the sheet
-    XML out of the zip. Stops early once past `limit` and extrapolates from the bytes read."""
+    """Number of cells in the workbook's sheets, every cell of an array formula included (the XML stores an
+    array formula in its first cell only), counted by streaming the sheet XML out of the zip. Stops early once
+    past `limit` and extrapolates from the bytes read."""
     with zipfile.ZipFile(path) as zf:
         parts = _sheet_parts(zf)
         total = sum(i.file_size for i in parts)
@@ -40,8 +61,9 @@ def estimate_cells(path: str, limit: int = MAX_CELLS) -> int:
             with zf.open(info) as f:
                 while chunk := f.read(1 << 22):
                     buf = tail + chunk
-                    count += buf.count(b"<c ") + buf.count(b"<c>")
-                    tail = buf[-2:]  # two bytes cannot hold a whole '<c ': nothing is counted twice
+                    cut = buf.rfind(b">") + 1  # whole tags only: nothing is counted twice or cut in two
+                    body, tail = buf[:cut], buf[cut:]
+                    count += body.count(b"<c ") + body.count(b"<c>") + _array_cells(body)
                     seen += len(chunk)
                     if count > limit:
                         return max(count, int(count * total / max(seen, 1)))
@@ -57,37 +79,9 @@ def check_size(path: str, limit: int = MAX_CELLS) -> int:
         minutes = n * SECONDS_PER_CELL / 60
         gb = n * BYTES_PER_CELL / 1e9
         raise XlgptError(
-            f"the formulas engine would need about {minutes:,.0f} min and {gb:,.1f} GB for {n:,} cells; "
-            f"use --engine ironcalc or libreoffice")
+            f"the formulas engine would need about {minutes:,.0f} min and {gb:,.1f} GB for {n:,} cells; use --engine "
+            f"ironcalc or libreoffice (formulas takes up to {limit:,} cells, every cell of an array formula counted)")
     return n
-
-
-@contextlib.contextmanager
-def _quiet_tqdm(progress: bool):
-    """formulas draws tqdm bars while compiling; hide them unless progress is wanted."""
-    if progress:
-        yield
-        return
-    import formulas.excel as fe
-    import tqdm
-
-    saved = fe.tqdm
-    fe.tqdm = types.SimpleNamespace(tqdm=functools.partial(tqdm.tqdm, disable=True))
-    try:
-        yield
-    finally:
-        fe.tqdm = saved
-
-
-def _key_parts(key: str):
-    """"'[book.xlsx]SHEET'!A1:B2" -> ("SHEET", "A1:B2"); None for names and other nodes."""
-    if not isinstance(key, str) or not key.startswith("'[") or "'!" not in key:
-        return None
-    head, _, ref = key.rpartition("'!")
-    sheet = head[head.rfind("]") + 1:]  # sheet titles cannot contain ']'
-    if not sheet:
-        return None  # a defined name: "'[book.xlsx]'!NAME"
-    return sheet.replace("''", "'"), ref
 
 
 class FormulasSession(Session):

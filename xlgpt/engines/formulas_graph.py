@@ -29,6 +29,7 @@ _REF = re.compile(r"""
     (?P<sheet>(?:'(?:[^']|'')+'|[A-Za-z_][A-Za-z0-9_.]*)!)?
     (?P<a>\$?[A-Za-z]{1,3}\$?[0-9]{1,7})(?::(?P<b>\$?[A-Za-z]{1,3}\$?[0-9]{1,7}))?
     (?![A-Za-z0-9_(.!:])
+  | (?<![A-Za-z0-9_.$'!\\])(?P<name>[A-Za-z_\\][A-Za-z0-9_.]*)(?![A-Za-z0-9_.(!'])
 """, re.X)
 _PART = re.compile(r"(\$?)([A-Za-z]{1,3})(\$?)([0-9]{1,7})$")
 # formulas that read the position of their own cell, or are volatile
@@ -66,14 +67,22 @@ def shift_formula(text: str, dr: int, dc: int) -> str:
     return _REF.sub(sub, text)
 
 
-def _pattern(text: str, sheet: str):
-    """The formula with every reference replaced by a placeholder (the key shared by formulas that differ only
-    in where they read; a repeated reference keeps the placeholder of its first use), and its references in
-    order as (sheet, r1, c1, r2, c2)."""
+def _pattern(text: str, sheet: str, names):
+    """The formula with every reference and defined name replaced by a placeholder (the key shared by formulas
+    that differ only in where they read; a repeated reference keeps the placeholder of its first use), its
+    references in order as (sheet, r1, c1, r2, c2) and its names in order (upper case)."""
     refs: list[tuple] = []
-    first: dict[tuple, int] = {}
+    used: list[str] = []
+    first: dict = {}
 
     def sub(m):
+        name = m.group("name")
+        if name is not None:
+            if name.upper() not in names:
+                return name
+            k = first.setdefault(name.upper(), len(used))
+            used.append(name.upper())
+            return f"\1{k}\1"
         if m.group("a") is None:
             return m.group(0)
         _, c1, _, r1 = _part(m.group("a"))
@@ -83,7 +92,7 @@ def _pattern(text: str, sheet: str):
         refs.append(ref)
         return f"\0{k}{':' if m.group('b') else ''}\0"
 
-    return _REF.sub(sub, text), refs
+    return _REF.sub(sub, text), refs, used
 
 
 # functions that read a reference itself (not its values), or operators that build one: these get formulas'
@@ -106,7 +115,7 @@ class Compiled:
         self.inputs = inputs  # per argument: ("ref", index into the formula's references) or ("name", NAME)
         self.refs = refs  # the anchor formula's references (sheet, r1, c1, r2, c2), for its range dicts
         self.wants_ranges = wants_ranges
-        self.templates = [None if i[0] == "name" else rng.ranges[0] for i, rng in zip(inputs, func.inputs.values())]
+        self.templates = [None if "name" in i[0] else rng.ranges[0] for i, rng in zip(inputs, func.inputs.values())]
         self._none = sh.NONE
         self.steps = self._chain(func, sh)
 
@@ -210,6 +219,7 @@ class Graph:
             self.grids.append(g)
         t0 = time.monotonic()
         self.patterns: dict[tuple, Compiled | None] = {}
+        self._out_templates: dict[tuple, dict] = {}
         self.compiled = 0
         self.nodes: list[Node] = []
         for i, s in enumerate(sheets):
@@ -223,7 +233,7 @@ class Graph:
         self._fresh = False
 
     # ---- compiling --------------------------------------------------------------------------------------------
-    def _compile(self, sheet: int, f, refs: list) -> Compiled:
+    def _compile(self, sheet: int, f, refs: list, used: list) -> Compiled:
         upper = self.titles[sheet].upper()
         ctx = {"sheet": upper}
         where = self._where(f)
@@ -250,8 +260,10 @@ class Graph:
                     inputs.append(("fixed", first[key]))
                 else:
                     inputs.append(("ref", first[key]))
+            elif rng is None and isinstance(k, str) and k.upper() in used:
+                inputs.append(("name", used.index(k.upper())))
             elif rng is None and isinstance(k, str) and k.upper() in self._names_text:
-                inputs.append(("name", k.upper()))
+                inputs.append(("fixed name", k.upper()))
             else:
                 raise XlgptError(f"the formulas engine cannot evaluate {self.titles[sheet]}!{where} ={f.text}: "
                                  f"unsupported reference {k}")
@@ -281,18 +293,18 @@ class Graph:
 
     def _node(self, sheet: int, f) -> Node:
         title = self.titles[sheet].upper()
-        key_text, refs = _pattern(f.text, title)
+        key_text, refs, used = _pattern(f.text, title, self._names_text)
         reuse = not _POSITIONAL.search(f.text)
-        key = (sheet, key_text)
+        key = key_text  # references carry their sheet: the same pattern on two sheets is one function
         comp = self.patterns.get(key) if reuse else None
         if comp is None:
-            comp = self._compile(sheet, f, refs)
-            if reuse and all(i[0] != "fixed" for i in comp.inputs):
+            comp = self._compile(sheet, f, refs, used)
+            if reuse and all(not i[0].startswith("fixed") for i in comp.inputs):
                 self.patterns[key] = comp
         args = []
         for (kind, k), template in zip(comp.inputs, comp.templates):
-            if kind == "name":
-                a = self._name_arg(k)
+            if kind in ("name", "fixed name"):
+                a = self._name_arg(used[k] if kind == "name" else k)
                 args.append(a if a is None or comp.wants_ranges else (*a[:5], None))
                 continue
             s, r1, c1, r2, c2 = refs[k] if kind == "ref" else comp.refs[k]
@@ -301,7 +313,12 @@ class Graph:
                 d = template if (s, r1, c1, r2, c2) == comp.refs[k] else _range_dict(template, r1, c1, r2, c2)
             args.append((self._index.get(s, -1), r1, c1, r2, c2, d))
         r1, c1, r2, c2 = f.ref or (f.row, f.col, f.row, f.col)
-        out = self._Ranges().push(self._where(f), context={"sheet": title}).ranges[0]
+        single = f.ref is None
+        template = self._out_templates.get((sheet, single))
+        if template is None:
+            template = self._out_templates[(sheet, single)] = self._Ranges().push(
+                self._where(f), context={"sheet": title}).ranges[0]
+        out = _range_dict(template, r1, c1, r2, c2)
         return Node(sheet, r1, c1, r2, c2, comp, out, args, bool(_VOLATILE.search(f.text)))
 
     # ---- the dependency graph ---------------------------------------------------------------------------------
