@@ -17,7 +17,7 @@ from xlgpt.engines.base import CellError
 from xlgpt.engines.formulas_book import read_book
 from xlgpt.engines.formulas_engine import check_size, estimate_cells
 from xlgpt.engines.formulas_graph import _pattern, shift_formula
-from xlgpt.engines.refs import cell_name
+from xlgpt.engines.refs import cell_name, parse_range
 from xlgpt.errors import XlgptError
 
 ROWS = 30
@@ -50,6 +50,14 @@ def make_patterns(path: Path) -> Path:
     ws["O11"] = "=IFERROR(O10,-1)"
     ws["O12"] = "=X99"  # an empty cell
     ws["O13"] = "=LEN(X99)"
+    # IF with one condition: the branch not taken is skipped only where that cannot change the result
+    ws["R1"] = ArrayFormula("R1:T1", "=IF(A1>0,-1,A1:C1+1)")  # skipped: the other branch fills 1x3 too
+    ws["R2"] = ArrayFormula("R2:T2", "=IF(A1>0,-1,A1:B1)")  # not skipped: formulas gives -1, -1, #N/A
+    ws["R3"] = ArrayFormula("R3:T3", "=IF(A1>0,A1:B1,A1:B1)")  # the taken branch: #N/A past B
+    ws["R4"] = "=IF(A1>0,5,A1:C1)"  # one cell, the other branch a row
+    ws["R5"] = "=IF(A1<0,5,A1:C1)"
+    ws["R6"] = ArrayFormula("R6:T7", "=IF(A1>0,IF(A1:C1>1,1,0),0)")
+    ws["R8"] = "=IF(A1>0,INDEX(A1:A5,2),MIN(A1:C1))"
     ws["O14"] = "=ROW()+COLUMN(B2)"
     ws["O15"] = "=ROW()+COLUMN(B2)"
     wb.defined_names["col_a"] = DefinedName("col_a", attr_text=f"data!$A$1:$A${ROWS}")
@@ -84,8 +92,8 @@ def test_patterns_compile_once(patterns):
         g = s._graph
         # 9 row patterns (C, D, E, F, G, H, J:L, M, other!B) instead of 9 x 30 compilations; D1 is one more
         # (A$1 and $A1 are the same cell there), O8 is E's SUM pattern, ROW() is compiled in every cell
-        assert len(g.nodes) == 9 * ROWS + 10
-        assert g.compiled == 9 + 1 + 10 - 1
+        assert len(g.nodes) == 9 * ROWS + 17
+        assert g.compiled == 9 + 1 + 17 - 1
         col = lambda c: [float(v) for v in s.read("data", f"{c}1:{c}{ROWS}")[:, 0]]
         a = np.arange(1, ROWS + 1, dtype=float)
         assert col("C") == list(a * 2 + 10)
@@ -114,10 +122,19 @@ def test_equals_formulas_excel_model(patterns):
             continue
         sheet, ref = key[key.index("]") + 1:].rsplit("!", 1)
         value = getattr(v, "value", None)
-        if value is None or ":" in ref:
+        if value is None:
             continue
-        expected[(sheet.strip("'").replace("''", "'"), ref)] = np.asarray(value).ravel()[0]
+        sheet = sheet.strip("'").replace("''", "'")
+        if ":" in ref:  # a range: its cells, where no cell node says otherwise
+            r1, c1, r2, c2 = parse_range(ref)
+            value = np.asarray(value, dtype=object).reshape(r2 - r1 + 1, c2 - c1 + 1)
+            for i in range(r2 - r1 + 1):
+                for j in range(c2 - c1 + 1):
+                    expected.setdefault((sheet, cell_name(r1 + i, c1 + j)), value[i, j])
+            continue
+        expected[(sheet, ref)] = np.asarray(value).ravel()[0]
     with open_workbook(patterns, "formulas") as s:
+        g = s._graph
         cells = _formula_cells(patterns)
         assert len(cells) > 9 * ROWS
         checked = 0
@@ -133,6 +150,10 @@ def test_equals_formulas_excel_model(patterns):
         assert s.read("data", "O11:O13")[:, 0].tolist() == [-1.0, 0.0, 0.0]
         assert s.read("data", "Q5:Q6")[:, 0].tolist() == [CellError("#N/A")] * 2
         assert s.read("data", "O5:P6").tolist() == [[1.0, 10.0]] * 2  # one row repeated down
+        assert s.read("data", "R2:T3").tolist() == [[-1.0, -1.0, CellError("#N/A")], [1.0, 10.0, CellError("#N/A")]]
+        assert s.read("data", "R1:T1").tolist() == [[-1.0] * 3]
+        skipped = {g.nodes[i].compiled.skipped for i in range(len(g.nodes))}
+        assert max(skipped) > 0
 
 
 def test_recalc_runs_only_what_changed(patterns):
@@ -215,7 +236,7 @@ def test_size_check_counts_array_cells(tmp_path, patterns):
     sheets, _ = read_book(str(patterns))
     stored = sum(len(s.values) + len(s.formulas) for s in sheets)
     arrays = sum((f.ref[2] - f.ref[0] + 1) * (f.ref[3] - f.ref[1] + 1) - 1 for s in sheets for f in s.formulas if f.ref)
-    assert n == stored + arrays and arrays == 2 * ROWS + 5 + 5
+    assert n == stored + arrays and arrays == 2 * ROWS + 5 + 5 + 2 * 3 + 5
     with pytest.raises(XlgptError) as e:
         check_size(str(patterns), limit=100)
     msg = str(e.value)

@@ -100,27 +100,53 @@ def _pattern(text: str, sheet: str, names):
 # INDEX over a Ranges makes a Ranges object for every cell of the range, ~10 us each, on every call)
 _REFERENCE_FUNCS = re.compile(r"(?<![A-Za-z0-9_.])(ISFORMULA|ISREF|AREAS|COLUMNS|ROWS|COLUMN|ROW|SINGLE|_XLFN\.SINGLE|"
                               r"OFFSET|INDIRECT|CELL)\s*\(|@", re.I)
+# shapes of formulas' results, for the skipped branch of an IF: elementwise functions (numpy-vectorized, so their
+# result has the broadcast shape of their arguments; BYPASS is formulas' copy of a repeated subexpression),
+# functions that always give one value, and INDEX with single indexes into a row, a column or both axes
+_ELEMENTWISE = {"IF", "IFERROR", "+", "-", "*", "/", "^", "&", "=", "<>", "<", ">", "<=", ">=", "U-", "U+", "%",
+                "MOD", "BYPASS"}
+_SCALAR = {"MIN", "MAX", "SUM", "AND", "OR", "AVERAGE", "SUMSQ"}
+_SHAPED = _ELEMENTWISE | _SCALAR | {"INDEX"}
 _FN_KEYS = {"type", "inputs", "outputs", "function", "wait_inputs", "index", "solve_cycle", "extra_inputs"}
 _DATA_KEYS = {"type", "wait_inputs", "index", "filters"}
 
 
+def _base(node_id) -> str:
+    """A formulas function node's function: "IF<2>" -> "IF"."""
+    return re.sub(r"<\d+>$", "", node_id).upper() if isinstance(node_id, str) else ""
+
+
 class Compiled:
     """One formula compiled by formulas (a schedula DispatchPipe) and, when its dispatcher is a plain chain of
-    functions, the same functions called in their order without schedula's per-call bookkeeping."""
+    functions, the same functions called in their order without schedula's per-call bookkeeping.
+
+    A formula that is IF(condition, x, y) at its top skips the branch it does not take when the condition is one
+    number or logical and the result is provably the same: formulas' IF is elementwise, so its result has the
+    broadcast shape of its three arguments, every element from the branch taken. The skipped branch's shape is
+    inferred through functions whose result shape is known (elementwise ones, aggregates, INDEX of one cell);
+    where it cannot be, both branches run. (A row of the bpe tab that finished merging is
+    IF(finished, -1, <a row-wide expression>).)"""
 
     def __init__(self, func, inputs: list, refs: list, wants_ranges: bool):
         import schedula as sh
+        from formulas.tokens.operand import XlError
 
         self.func = func
         self.inputs = inputs  # per argument: ("ref", index into the formula's references) or ("name", NAME)
         self.refs = refs  # the anchor formula's references (sheet, r1, c1, r2, c2), for its range dicts
         self.wants_ranges = wants_ranges
         self.templates = [None if "name" in i[0] else rng.ranges[0] for i, rng in zip(inputs, func.inputs.values())]
-        self._none = sh.NONE
-        self.steps = self._chain(func, sh)
+        from formulas.functions import Array, replace_empty
+        from formulas.ranges import Ranges
+
+        self._none, self._XlError = sh.NONE, XlError
+        self._Array, self._replace_empty, self._Ranges = Array, replace_empty, Ranges
+        self.steps = self._chain(func)
+        self.lazy = self._lazy_if() if self.steps is not None else None
+        self.skipped = 0  # branches skipped, for the tests
 
     @staticmethod
-    def _chain(func, sh):
+    def _chain(func):
         dsp = func.dsp
         nodes = dsp.nodes
         defaults = {k: v["value"] for k, v in dsp.default_values.items()}
@@ -141,12 +167,41 @@ class Compiled:
             for k in ready:
                 n = nodes[k]
                 out = n["outputs"][0]
-                steps.append((n["function"], n["inputs"], out, nodes[out].get("filters", ())))
+                steps.append((n["function"], n["inputs"], out, nodes[out].get("filters", ()), _base(k)))
                 known.add(out)
             left = [k for k in left if k not in ready]
         if func.outputs[0] not in known:
             return None
         return defaults, list(func.inputs), steps, func.outputs[0]
+
+    def _lazy_if(self):
+        """(top step, condition, x, y, steps for the condition, {branch: (its steps, the other's steps)})."""
+        _, _, steps, out = self.steps
+        producer = {st[2]: i for i, st in enumerate(steps)}
+        top = producer.get(out)
+        if top is None or steps[top][4] != "IF" or len(steps[top][1]) != 3:
+            return None
+
+        def need(node, acc):
+            i = producer.get(node)
+            if i is not None and i not in acc:
+                acc.add(i)
+                for j in steps[i][1]:
+                    need(j, acc)
+            return acc
+
+        cond, x, y = steps[top][1]
+        nc, nx, ny = need(cond, set()), need(x, set()), need(y, set())
+        plans = {}
+        for taken, other, nt, no in ((x, y, nx, ny), (y, x, ny, nx)):
+            skip = sorted(no - nt - nc)
+            if all(steps[i][4] in _SHAPED for i in skip):
+                plans[taken] = (sorted(nt - nc), skip, other)
+        return (top, cond, x, y, sorted(nc), plans) if plans else None
+
+    def _shape(self, v):
+        s = np.shape(v)
+        return (1, 1) if s == () else s
 
     def __call__(self, *args):
         if self.steps is not None:
@@ -155,20 +210,86 @@ class Compiled:
             values.update(zip(names, args))
             none = self._none
             try:
-                for fn, ins, o, filters in steps:
-                    v = fn(*[values[i] for i in ins])
-                    for flt in filters:
-                        v = flt(v)
-                    if v is none:
-                        break  # schedula would not set the node: let it decide
-                    values[o] = v
-                else:
+                todo = range(len(steps))
+                lazy = self.lazy
+                if lazy is not None:
+                    top, cond, x, y, nc, plans = lazy
+                    if not self._run(steps, nc, values):
+                        return self.func(*args)
+                    taken = self._branch(values[cond], x, y)
+                    if taken in plans:
+                        run, skip, other = plans[taken]
+                        if not self._run(steps, run, values):
+                            return self.func(*args)
+                        full = self._full_shape(steps, skip, values, cond, taken, other)
+                        if full is not None:
+                            self.skipped += 1
+                            v = self._broadcast(values[taken], full)
+                            for flt in steps[top][3]:
+                                v = flt(v)
+                            return v
+                    done = set(nc) | (set(plans[taken][0]) if taken in plans else set())
+                    todo = [i for i in todo if i not in done]
+                if self._run(steps, todo, values):
                     return values[out]
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception:
                 pass  # let schedula raise or not, as it does in formulas.ExcelModel
         return self.func(*args)
+
+    def _run(self, steps, which, values) -> bool:
+        none = self._none
+        for i in which:
+            fn, ins, o, filters, _ = steps[i]
+            v = fn(*[values[k] for k in ins])
+            for flt in filters:
+                v = flt(v)
+            if v is none:
+                return False  # schedula would not set the node: let it decide
+            values[o] = v
+        return True
+
+    def _branch(self, c, x, y):
+        """The branch formulas' IF takes for every element when the condition is one plain number or logical."""
+        if np.shape(c) not in ((), (1, 1)):
+            return None
+        e = c[()] if np.ndim(c) == 0 and isinstance(c, np.ndarray) else (c[0, 0] if np.ndim(c) else c)
+        if isinstance(e, (str, self._XlError)) or not isinstance(e, (bool, int, float, np.bool_, np.number)):
+            return None
+        return x if e else y
+
+    def _full_shape(self, steps, skip, values, cond, taken, other):
+        """The shape of formulas' IF result (its three arguments broadcast), the skipped branch's shape inferred;
+        None if it cannot be."""
+        shapes = {}
+
+        def shape_of(k):
+            return shapes[k] if k in shapes else self._shape(values[k])
+
+        try:
+            for i in skip:
+                _, ins, o, _, name = steps[i]
+                if name in _SCALAR:
+                    shapes[o] = (1, 1)
+                elif name == "INDEX":  # inputs: formulas' compiling flag, the array, the indexes
+                    if any(shape_of(k) != (1, 1) for k in ins[2:]) or not (
+                            len(ins) == 4 or 1 in shape_of(ins[1])):
+                        return None
+                    shapes[o] = (1, 1)
+                else:
+                    shapes[o] = np.broadcast_shapes(*(shape_of(k) for k in ins))
+            return np.broadcast_shapes(shape_of(cond), shape_of(taken), shape_of(other))
+        except (ValueError, KeyError):
+            return None
+
+    def _broadcast(self, v, full):
+        """What formulas' IF gives when every element takes this branch: its values (empty cells as 0) in an
+        Array of the broadcast shape."""
+        if isinstance(v, self._Ranges):
+            v = v.value
+        v = self._replace_empty(np.asarray(v, dtype=object))
+        return np.array(np.broadcast_to(v, full), dtype=object).view(self._Array)
 
 
 @dataclass
