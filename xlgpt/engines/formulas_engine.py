@@ -48,6 +48,23 @@ def _array_cells(buf: bytes) -> int:
     return extra
 
 
+def count_part(f, limit: int | None = None) -> tuple[int, int, int]:
+    """(stored cells, formulas, extra cells filled by array formulas) of one sheet's XML, streamed from the
+    open file f; stops once the cells pass limit."""
+    tail = b""
+    cells = formulas = extra = 0
+    while chunk := f.read(1 << 22):
+        buf = tail + chunk
+        cut = buf.rfind(b">") + 1  # whole tags only: nothing is counted twice or cut in two
+        body, tail = buf[:cut], buf[cut:]
+        cells += body.count(b"<c ") + body.count(b"<c>")
+        formulas += body.count(b"<f>") + body.count(b"<f ")
+        extra += _array_cells(body)
+        if limit is not None and cells + extra > limit:
+            break
+    return cells, formulas, extra
+
+
 def estimate_cells(path: str, limit: int = MAX_CELLS) -> int:
     """Number of cells in the workbook's sheets, every cell of an array formula included (the XML stores an
     array formula in its first cell only), counted by streaming the sheet XML out of the zip. Stops early once
@@ -57,16 +74,13 @@ def estimate_cells(path: str, limit: int = MAX_CELLS) -> int:
         total = sum(i.file_size for i in parts)
         count = seen = 0
         for info in parts:
-            tail = b""
             with zf.open(info) as f:
-                while chunk := f.read(1 << 22):
-                    buf = tail + chunk
-                    cut = buf.rfind(b">") + 1  # whole tags only: nothing is counted twice or cut in two
-                    body, tail = buf[:cut], buf[cut:]
-                    count += body.count(b"<c ") + body.count(b"<c>") + _array_cells(body)
-                    seen += len(chunk)
-                    if count > limit:
-                        return max(count, int(count * total / max(seen, 1)))
+                cells, _, extra = count_part(f, limit - count)
+                count += cells + extra
+                if count > limit:
+                    seen += f.tell() if f.seekable() else info.file_size
+                    return max(count, int(count * total / max(seen, 1)))
+            seen += info.file_size
         return count
 
 
