@@ -174,8 +174,14 @@ def test_recalc_runs_only_what_changed(patterns):
         s.set_cell("data", "Z99", "lonely")  # no formula reads it
         s.recalc()
         assert s.evaluated == 0 and s.read("data", "Z99")[0, 0] == "lonely"
-        with pytest.raises(XlgptError, match="cannot type over the formula"):
-            s.set_cell("data", "C1", 1.0)
+        s.set_cell("data", "C1", 1.5)  # typed over a formula: a value from now on, and what reads it follows
+        s.recalc()
+        assert s.read("data", "C1")[0, 0] == 1.5 and float(s.read("other sheet", "B1")[0, 0]) == 0.5
+        s.set_cell("data", "A1", 7)
+        s.recalc()
+        assert s.read("data", "C1")[0, 0] == 1.5
+        with pytest.raises(XlgptError, match="cannot change one cell of the array formula in data!J2:L2"):
+            s.set_cell("data", "K2", 1.0)
 
 
 def test_rand_is_recomputed(tmp_path):

@@ -303,6 +303,7 @@ class Node:
     out: dict  # the formulas range dict of the cell / array range
     args: list  # per argument: (sheet index, r1, c1, r2, c2, range dict or None), or None (an unusable name)
     volatile: bool
+    removed: bool = False  # a value was typed over it
 
 
 def _range_dict(template: dict, r1: int, c1: int, r2: int, c2: int) -> dict:
@@ -513,13 +514,17 @@ class Graph:
         return out
 
     def set(self, sheet: int, row: int, col: int, value) -> None:
+        """Store a value; typed over a one-cell formula it replaces the formula, as in a spreadsheet."""
         self._grow(sheet, row, col)
-        g = self.grids[sheet]
-        if row <= self._owner[sheet].shape[0] and col <= self._owner[sheet].shape[1] \
-                and self._owner[sheet][row - 1, col - 1] >= 0:
-            raise XlgptError(f"the formulas engine cannot type over the formula in {self.titles[sheet]}!"
-                             f"{col_letters(col)}{row}")
-        g[row - 1, col - 1] = value
+        owner = self._owner[sheet]
+        if row <= owner.shape[0] and col <= owner.shape[1] and owner[row - 1, col - 1] >= 0:
+            n = self.nodes[owner[row - 1, col - 1]]
+            if (n.r1, n.c1) != (n.r2, n.c2):
+                raise XlgptError(f"the formulas engine cannot change one cell of the array formula in "
+                                 f"{self.titles[sheet]}!{n.out['ref']}")
+            n.removed = True
+            owner[row - 1, col - 1] = -1
+        self.grids[sheet][row - 1, col - 1] = value
         self._changed.add((sheet, row, col))
 
     def _evaluate(self, n: Node) -> None:
@@ -551,7 +556,7 @@ class Graph:
         if not self._fresh:
             todo = self.order
         else:
-            start = {i for i, n in enumerate(self.nodes) if n.volatile}
+            start = {i for i, n in enumerate(self.nodes) if n.volatile and not n.removed}
             rc = self._rects
             for s, r, c in self._changed:
                 hit = rc[(rc[:, 1] == s) & (rc[:, 2] <= r) & (rc[:, 4] >= r) & (rc[:, 3] <= c) & (rc[:, 5] >= c)]
@@ -565,6 +570,7 @@ class Graph:
             todo = sorted(seen, key=self._rank.__getitem__)
         self._changed.clear()
         for i in todo:
-            self._evaluate(self.nodes[i])
+            if not self.nodes[i].removed:
+                self._evaluate(self.nodes[i])
         self._fresh = True
         return len(todo)
