@@ -121,7 +121,13 @@ class FormulasSession(Session):
         self._empty, self._XlError = EMPTY, XlError
         echo = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else None
         sheets, names = read_book(path)
-        self._graph = Graph(sheets, names, progress=echo)
+        try:
+            self._graph = Graph(sheets, names, progress=echo)
+        except (KeyboardInterrupt, SystemExit, XlgptError):
+            raise
+        except Exception as e:
+            raise XlgptError(f"the formulas engine could not load {path}: "
+                             f"{' '.join(str(e).split()) or type(e).__name__}") from None
         del sheets
         self.seconds = {"load": time.monotonic() - t0}
         self._sheets = {t: i for i, t in enumerate(self._graph.titles)}
