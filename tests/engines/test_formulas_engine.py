@@ -228,13 +228,36 @@ def test_references_and_patterns():
     assert shift_formula("A1+$B$2+B$3+'my sheet'!C3:D4&\"A1\"+h3_w+LOG10(4)", 1, 2) == \
         "C2+$B$2+D$3+'my sheet'!E4:F5&\"A1\"+h3_w+LOG10(4)"
     names = {"COL_A", "H3_W"}
-    k1, refs1, used1 = _pattern("INDEX(col_a,A1)+A1*'my sheet'!B2:C3+h3_w", "DATA", names)
-    k2, refs2, used2 = _pattern("INDEX(h3_w,A7)+A7*'my sheet'!B9:C10+col_a", "DATA", names)
-    assert k1 == k2
+    k1, refs1, used1, nums1 = _pattern("INDEX(col_a,A1,2)+A1*'my sheet'!B2:C3+h3_w-1", "DATA", names)
+    k2, refs2, used2, nums2 = _pattern("INDEX(h3_w,A7,5)+A7*'my sheet'!B9:C10+col_a-1", "DATA", names)
+    assert k1 == k2 and (nums1, nums2) == (["2"], ["5"])  # a literal after '-' stays in the key
+    assert _pattern("SUM({1,2})+3", "S", names)[3] == ["3"]
     assert refs1 == [("DATA", 1, 1, 1, 1), ("DATA", 1, 1, 1, 1), ("MY SHEET", 2, 2, 3, 3)]
     assert used2 == ["H3_W", "COL_A"]
+    assert _pattern("2*A1+3", "S", names)[0] != _pattern("2*A1+2", "S", names)[0]
     assert _pattern("A1+A2", "S", names)[0] != _pattern("A1+A1", "S", names)[0]  # equal references are kept apart
     assert _pattern("A1:A2", "S", names)[0] != _pattern("A1", "S", names)[0]
+
+
+def test_number_literals_are_parameters(tmp_path):
+    """Formulas that differ in their numbers share a compiled function unless formulas folded those numbers
+    into a constant of its own."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for r in range(1, 21):
+        ws.cell(row=r, column=1, value=r)
+        ws.cell(row=r, column=2, value=f"=A{r}*{r + 1}+INDEX($A$1:$A$20,{r},1)")  # shared
+        ws.cell(row=r, column=3, value=f"=A{r}+({r}*2)")  # ({r}*2) is folded when compiled: one each
+        ws.cell(row=r, column=4, value=f"=IF({r}<10,-1,A{r}^0.5)")  # ({r}<10) folded too
+    path = tmp_path / "literals.xlsx"
+    wb.save(path)
+    with open_workbook(path, "formulas") as s:
+        a = np.arange(1, 21, dtype=float)
+        assert s.read("Sheet", "B1:B20")[:, 0].tolist() == list(a * (a + 1) + a)
+        assert s.read("Sheet", "C1:C20")[:, 0].tolist() == list(a + a * 2)
+        assert s.read("Sheet", "D1:D20")[:, 0].tolist() == [-1.0] * 9 + list(a[9:] ** 0.5)
+        per_column = {c: len({id(n.compiled) for n in s._graph.nodes if n.c1 == c}) for c in (2, 3, 4)}
+        assert per_column == {2: 2, 3: 20, 4: 20}  # B1 has two equal literals (2 and INDEX's 1, 1)
 
 
 def test_size_check_counts_array_cells(tmp_path, patterns):

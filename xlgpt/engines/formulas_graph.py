@@ -26,14 +26,16 @@ from xlgpt.engines.formulas_book import SheetData
 from xlgpt.engines.refs import col_letters, col_number
 from xlgpt.errors import XlgptError
 
-# a string literal (kept as it is) or an A1 reference with an optional sheet: a cell or a cell:cell range
+# a string literal or an array constant (kept as they are), an A1 reference with an optional sheet (a cell or a
+# cell:cell range), a name, or a number literal
 _REF = re.compile(r"""
-    "(?:[^"]|"")*"
+    "(?:[^"]|"")*" | \{[^{}"]*\}
   | (?<![A-Za-z0-9_.$'!])
     (?P<sheet>(?:'(?:[^']|'')+'|[A-Za-z_][A-Za-z0-9_.]*)!)?
     (?P<a>\$?[A-Za-z]{1,3}\$?[0-9]{1,7})(?::(?P<b>\$?[A-Za-z]{1,3}\$?[0-9]{1,7}))?
     (?![A-Za-z0-9_(.!:])
   | (?<![A-Za-z0-9_.$'!\\])(?P<name>[A-Za-z_\\][A-Za-z0-9_.]*)(?![A-Za-z0-9_.(!'])
+  | (?<![A-Za-z0-9_.$'!\\-])(?P<num>[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)(?![A-Za-z0-9_.(!:'])
 """, re.X)
 _PART = re.compile(r"(\$?)([A-Za-z]{1,3})(\$?)([0-9]{1,7})$")
 # formulas that read the position of their own cell, or are volatile
@@ -71,15 +73,24 @@ def shift_formula(text: str, dr: int, dc: int) -> str:
     return _REF.sub(sub, text)
 
 
-def _pattern(text: str, sheet: str, names):
+def _pattern(text: str, sheet: str, names, literals: bool = True):
     """The formula with every reference and defined name replaced by a placeholder (the key shared by formulas
     that differ only in where they read; a repeated reference keeps the placeholder of its first use), its
-    references in order as (sheet, r1, c1, r2, c2) and its names in order (upper case)."""
+    references in order as (sheet, r1, c1, r2, c2), its names in order (upper case) and, with literals, its
+    number literals (not after a minus sign, nor in an array constant) as placeholders too, in order."""
     refs: list[tuple] = []
     used: list[str] = []
+    nums: list[str] = []
     first: dict = {}
 
     def sub(m):
+        num = m.group("num")
+        if num is not None:
+            if not literals:
+                return num
+            k = first.setdefault(("num", num), len(nums))
+            nums.append(num)
+            return f"\2{k}\2"
         name = m.group("name")
         if name is not None:
             if name.upper() not in names:
@@ -96,7 +107,17 @@ def _pattern(text: str, sheet: str, names):
         refs.append(ref)
         return f"\0{k}{':' if m.group('b') else ''}\0"
 
-    return _REF.sub(sub, text), refs, used
+    return _REF.sub(sub, text), refs, used, nums
+
+
+def _number(text: str):
+    """A number literal as formulas' parser gives it."""
+    return int(text) if text.isdigit() else float(text)
+
+
+class _OwnCompile(Exception):
+    """A formula sharing another cell's compiled function with other literals must fall back to schedula's
+    dispatch: it is compiled on its own first."""
 
 
 # functions that read a reference itself (not its values), or operators that build one: these get formulas'
@@ -118,6 +139,9 @@ _DATA_KEYS = {"type", "wait_inputs", "index", "filters"}
 def _base(node_id) -> str:
     """A formulas function node's function: "IF<2>" -> "IF"."""
     return re.sub(r"<\d+>$", "", node_id).upper() if isinstance(node_id, str) else ""
+
+
+_VERBATIM = object()  # a pattern whose number literals must stay in its key
 
 
 class Compiled:
@@ -148,6 +172,7 @@ class Compiled:
         self.steps = self._chain(func)
         self.lazy = self._lazy_if() if self.steps is not None else None
         self.skipped = 0  # branches skipped, for the tests
+        self.literals: list[str] | None = []  # constant nodes a cell sharing the pattern gives its own literals
 
     @staticmethod
     def _chain(func):
@@ -207,10 +232,36 @@ class Compiled:
         s = np.shape(v)
         return (1, 1) if s == () else s
 
-    def __call__(self, *args):
+    def literal_keys(self, nums: list[str]) -> list[str] | None:
+        """The keys of formulas' constant nodes for the formula's distinct number literals, if the compiled
+        function takes each of them from its own node (none folded into another constant), else None."""
+        if self.steps is None:
+            return None
+        defaults = self.steps[0]
+        distinct = list(dict.fromkeys(nums))
+        for u in distinct:
+            v = defaults.get(u, None)
+            if type(v) is not type(_number(u)) or v != _number(u):
+                return None
+        for k in defaults:
+            if not isinstance(k, str):
+                continue
+            k = re.sub(r"^c\d+>", "", k)  # formulas' copy of a repeated subexpression
+            if k in distinct or k.startswith('"') or re.fullmatch(r"-[0-9.eE+]+", k):
+                continue  # a literal, a string, or a negative literal (written after '-': never a placeholder)
+            if any(re.search(rf"(?<![0-9.]){re.escape(u)}(?![0-9.])", k) for u in distinct):
+                return None  # a constant folded from literals: it would keep the first cell's
+        return distinct
+
+    def __call__(self, *args, consts: dict | None = None):
+        """The formula's value; consts: values for its number literals' nodes (a cell sharing the pattern)."""
+        if consts and self.steps is None:
+            raise _OwnCompile
         if self.steps is not None:
             defaults, names, steps, out = self.steps
             values = dict(defaults)
+            if consts:
+                values.update(consts)
             values.update(zip(names, args))
             try:
                 todo = range(len(steps))
@@ -218,12 +269,12 @@ class Compiled:
                 if lazy is not None:
                     top, cond, x, y, nc, plans = lazy
                     if not self._run(steps, nc, values):
-                        return self.func(*args)
+                        return self._dispatch(args, consts)
                     taken = self._branch(values[cond], x, y)
                     if taken in plans:
                         run, skip, other = plans[taken]
                         if not self._run(steps, run, values):
-                            return self.func(*args)
+                            return self._dispatch(args, consts)
                         full = self._full_shape(steps, skip, values, cond, taken, other)
                         if full is not None:
                             self.skipped += 1
@@ -239,6 +290,11 @@ class Compiled:
                 raise
             except Exception:
                 pass  # let schedula raise or not, as it does in formulas.ExcelModel
+        return self._dispatch(args, consts)
+
+    def _dispatch(self, args, consts):
+        if consts:
+            raise _OwnCompile
         return self.func(*args)
 
     def _run(self, steps, which, values) -> bool:
@@ -306,6 +362,8 @@ class Node:
     out: dict  # the formulas range dict of the cell / array range
     args: list  # per argument: (sheet index, r1, c1, r2, c2, range dict or None), or None (an unusable name)
     volatile: bool
+    formula: object = None  # its FormulaCell
+    consts: dict | None = None  # its number literals, where they differ from those the function was compiled with
     removed: bool = False  # a value was typed over it
 
 
@@ -416,16 +474,28 @@ class Graph:
                 self._names[name] = (self._index[sheet.upper()], *parse_range(ref), d)
         return self._names[name]
 
-    def _node(self, sheet: int, f) -> Node:
+    def _node(self, sheet: int, f, reuse: bool = True) -> Node:
         title = self.titles[sheet].upper()
-        key_text, refs, used = _pattern(f.text, title, self._names_text)
-        reuse = not _POSITIONAL.search(f.text)
-        key = key_text  # references carry their sheet: the same pattern on two sheets is one function
+        reuse = reuse and not _POSITIONAL.search(f.text)
+        # references carry their sheet: the same pattern on two sheets is one function
+        key, refs, used, nums = _pattern(f.text, title, self._names_text)
         comp = self.patterns.get(key) if reuse else None
+        if comp is _VERBATIM:  # its literals are not separate nodes: the pattern keeps them
+            key, refs, used, nums = _pattern(f.text, title, self._names_text, literals=False)
+            comp = self.patterns.get(key)
+        consts = None
         if comp is None:
             comp = self._compile(sheet, f, refs, used)
             if reuse and all(not i[0].startswith("fixed") for i in comp.inputs):
+                comp.literals = comp.literal_keys(nums) if nums else []
+                if comp.literals is None:
+                    self.patterns[key] = _VERBATIM
+                    key = _pattern(f.text, title, self._names_text, literals=False)[0]
                 self.patterns[key] = comp
+        elif comp.literals:
+            mine = list(dict.fromkeys(nums))
+            if mine != comp.literals:
+                consts = {k: _number(v) for k, v in zip(comp.literals, mine)}
         args = []
         for (kind, k), template in zip(comp.inputs, comp.templates):
             if kind in ("name", "fixed name"):
@@ -444,7 +514,7 @@ class Graph:
             template = self._out_templates[(sheet, single)] = self._Ranges().push(
                 self._where(f), context={"sheet": title}).ranges[0]
         out = _range_dict(template, r1, c1, r2, c2)
-        return Node(sheet, r1, c1, r2, c2, comp, out, args, bool(_VOLATILE.search(f.text)))
+        return Node(sheet, r1, c1, r2, c2, comp, out, args, bool(_VOLATILE.search(f.text)), f, consts)
 
     # ---- the dependency graph ---------------------------------------------------------------------------------
     def _grow(self, sheet: int, rows: int, cols: int) -> None:
@@ -544,7 +614,12 @@ class Graph:
                 d = a[5]
                 args.append(Ranges((d,), {d["name"]: (d, self.read(*a[:5]))}))
         try:
-            out = n.compiled(*args)
+            try:
+                out = n.compiled(*args, consts=n.consts)
+            except _OwnCompile:
+                own = self._node(n.sheet, n.formula, reuse=False)
+                n.compiled, n.args, n.consts = own.compiled, own.args, None
+                return self._evaluate(n)
         except sh.DispatcherError as ex:  # as formulas.cell.CellWrapper
             if not isinstance(ex.ex, NotImplementedError):
                 raise XlgptError(f"the formulas engine failed at {self.titles[n.sheet]}!{n.out['ref']}: "
