@@ -6,7 +6,8 @@ Here each formula is still parsed and compiled by `formulas` (its Parser, its co
 function implementations, its way of shaping a result into the cell or array range), but:
 - a formula is compiled once per pattern: formulas whose texts are equal once every reference and defined name
   is a placeholder (repeats of one reference kept apart from different ones) share one compiled function,
-  called with their own input ranges (655 compilations for the default workbook's 30,630 formulas);
+  called with their own input ranges, and numbers are parameters too where formulas keeps each in a node of
+  its own (133 compilations for the default workbook's 30,630 formulas);
 - the compiled functions are called in their order without schedula's per-call bookkeeping, and a formula that
   is IF(one condition, x, y) skips the branch it does not take where that provably changes nothing (Compiled);
 - an array formula is one node whose result fills its range;
