@@ -1,7 +1,7 @@
 """`python -m xlgpt.bench`: measure the writer, a full-size build, full-size recalculation and generation.
 
     python -m xlgpt.bench                 # everything (~20 minutes with LibreOffice)
-    python -m xlgpt.bench --quick         # writer on a 1M-cell slice only
+    python -m xlgpt.bench --quick         # writer on a 1M-cell slice, and part (5)
     python -m xlgpt.bench --skip-lo --out bench/RESULTS.md
 
 Parts: (1) writer speed, cells/s, ours vs openpyxl write-only on the same slice of float32 (10000 x 1000);
@@ -9,7 +9,8 @@ Parts: (1) writer speed, cells/s, ours vs openpyxl write-only on the same slice 
 file size; (3) load + recalculation of that file up to the predicted token with IronCalc (from the .xlsx,
 then saving and reusing its snapshot, in a cache folder of its own) and LibreOffice: wall time, peak RSS,
 and whether the token equals the NumPy reference's; (4) generation with IronCalc: seconds per additional
-token. Every full-size part runs in a child process that reports its own peak RSS (children included,
+token; (5) the default workbook (`xlgpt build`) in the formulas engine: cells per tab, wall and CPU time to the
+predicted token, peak RSS. Every full-size part runs in a child process that reports its own peak RSS (children included,
 e.g. soffice).
 """
 from __future__ import annotations
@@ -91,6 +92,23 @@ def writer_speed(rows: int, cols: int, tmp: str) -> dict:
             "ratio": t2 / t1}
 
 
+# ---- cells per tab (what the formulas engine pays for) -------------------------------------------------------
+def cells_per_tab(path: str) -> dict[str, dict[str, int]]:
+    """Per tab of the workbook: stored cells, formulas, and all cells counting every cell an array formula fills."""
+    import zipfile
+
+    from .engines.xlsxzip import count_part
+    from .xlsx.reader import sheet_parts
+
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for title, part in sheet_parts(zf).items():
+            with zf.open(part) as f:
+                cells, formulas, extra = count_part(f)
+            out[title] = {"stored": cells, "formulas": formulas, "cells": cells + extra}
+    return out
+
+
 # ---- children ---------------------------------------------------------------------------------------------------
 def child_build(out: str) -> dict:
     """What `xlgpt build --model random:gpt2` does: load, lay out (live tokenizer), write, NumPy prediction."""
@@ -143,6 +161,16 @@ def child_recalc(path: str, engine: str, snapshot: str = "no") -> dict:
             "loaded_from": loaded_from}
 
 
+def child_default(path: str) -> dict:
+    """`xlgpt build` (the default workbook: toy, context 16, live tokenizer) and its cells per tab."""
+    from . import build as build_mod
+    from .stages import BuildOptions
+
+    t = time.perf_counter()
+    build_mod.build("toy", BuildOptions(), path, echo=None)
+    return {"seconds": time.perf_counter() - t, "tabs": cells_per_tab(path)}
+
+
 def child_generate(path: str, n: str) -> dict:
     from .generate import generate
 
@@ -154,7 +182,7 @@ def child_generate(path: str, n: str) -> dict:
 
 RECALC_RUNS = (("ironcalc", "ironcalc, from the .xlsx"), ("ironcalc_save", "ironcalc, first load + saving its snapshot"),
                ("ironcalc_snapshot", "ironcalc, from the snapshot"), ("libreoffice", "libreoffice"))
-CHILDREN = {"build": child_build, "reference": child_reference, "recalc": child_recalc, "generate": child_generate}
+CHILDREN = {"default": child_default, "build": child_build, "reference": child_reference, "recalc": child_recalc, "generate": child_generate}
 
 
 def run_child(kind: str, *args: str, timeout: float = 3600, env: dict | None = None) -> dict:
@@ -227,6 +255,18 @@ def fmt_report(res: dict, command: str) -> str:
     lines += _section("## (4) Generation with IronCalc", res.get("generate"), lambda g: [
         f"Load{loaded} + first recalculation {g['load_s']:.1f} s; then **{g['s_per_token']:.2f} s per additional "
         f"token** ({len(g['ids'])} tokens: " + ", ".join(f"{x:.2f}" for x in g["token_s"]) + " s).", ""])
+    d, f = res.get("default"), res.get("formulas")
+    lines += _section("## (5) The default workbook in the formulas engine", d, lambda d: [
+        "`xlgpt build` (toy, context 16, the live tokenizer), then a child process loads it in the `formulas` engine, "
+        "recalculates and reads `next_token_id`. Cells per tab (all: every cell of an array formula counted):", "",
+        "| tab | stored cells | formulas | all cells |", "|---|---|---|---|",
+        *(f"| {t} | {c['stored']:,} | {c['formulas']:,} | {c['cells']:,} |" for t, c in d["tabs"].items() if c["cells"]),
+        f"| total | {sum(c['stored'] for c in d['tabs'].values()):,} | {sum(c['formulas'] for c in d['tabs'].values()):,} "
+        f"| {sum(c['cells'] for c in d['tabs'].values()):,} |", "",
+        "| engine | wall s | CPU s | peak RSS MB | next_token_id |", "|---|---|---|---|---|",
+        (f"| formulas | failed: {f['error']} | | | |" if "error" in f else
+         f"| formulas | {f['wall_s']:.1f} | {f['cpu_s']:.1f} | {f['peak_mb']:.0f} | {f['next_token_id']} |") if f else "",
+        ""])
     lines += ["Wall times depend on the machine's load: the numbers above come from one run.", ""]
     return "\n".join(lines)
 
@@ -238,6 +278,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--skip-ironcalc", action="store_true")
     ap.add_argument("--skip-lo", action="store_true", help="no LibreOffice")
+    ap.add_argument("--skip-formulas", action="store_true", help="no default workbook in the formulas engine")
     ap.add_argument("--tokens", type=int, default=4, help="tokens generated in part (4); 0 skips it")
     ap.add_argument("--workbook", help="use this full-size workbook instead of building one")
     ap.add_argument("--out", help="also write the report (markdown) here, e.g. bench/RESULTS.md")
@@ -284,6 +325,12 @@ def main(argv=None) -> int:
                 if args.tokens and not args.skip_ironcalc:
                     print(f"(4) generating {args.tokens} tokens with IronCalc ...", file=sys.stderr, flush=True)
                     res["generate"] = run_child("generate", path, str(args.tokens), env=env)
+        if not args.skip_formulas:
+            print("(5) the default workbook in the formulas engine ...", file=sys.stderr, flush=True)
+            default = os.path.join(tmp, "toy.xlsx")
+            res["default"] = run_child("default", default)
+            if "error" not in res["default"]:
+                res["formulas"] = run_child("recalc", default, "formulas")
     report = fmt_report(res, command)
     print(report)
     if args.out:

@@ -1,4 +1,4 @@
-"""The four recalculation engines agree on a small workbook: values, inputs, arrays, errors, names."""
+"""The three recalculation engines agree on a small workbook: values, inputs, arrays, errors, names."""
 from __future__ import annotations
 
 import os
@@ -17,17 +17,14 @@ import pytest
 from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.worksheet.formula import ArrayFormula
 
-from conftest import have_gnumeric
 from xlgpt.engines import DEFAULT_ENGINE, ENGINES, defined_names, open_workbook, read_name
 from xlgpt.engines.base import CellError
 from xlgpt.errors import XlgptError
 
 HAVE_SOFFICE = bool(shutil.which("soffice") or os.environ.get("XLGPT_SOFFICE"))
 needs_lo = pytest.mark.skipif(not HAVE_SOFFICE, reason="LibreOffice (soffice) is not installed")
-needs_gnm = pytest.mark.skipif(not have_gnumeric(), reason="Gnumeric (gnumeric, gir1.2-gnumeric) is not installed")
 ENGINE_PARAMS = [
-    pytest.param(e, marks=needs_lo) if e == "libreoffice" else pytest.param(e, marks=needs_gnm) if e == "gnumeric"
-    else e for e in ENGINES
+    pytest.param(e, marks=needs_lo) if e == "libreoffice" else e for e in ENGINES
 ]
 REPO = Path(__file__).resolve().parents[2]
 
@@ -125,7 +122,7 @@ def _check(got: np.ndarray, expected) -> None:
 # ---- engine-independent ------------------------------------------------------------------
 
 def test_engine_list():
-    assert ENGINES == ("ironcalc", "libreoffice", "formulas", "gnumeric")
+    assert ENGINES == ("ironcalc", "libreoffice", "formulas")
     assert DEFAULT_ENGINE == "ironcalc"
 
 
@@ -191,7 +188,7 @@ def test_formulas_refuses_big_workbooks(book, monkeypatch):
 def test_formulas_cell_estimate(book):
     from xlgpt.engines.formulas_engine import estimate_cells
     n = estimate_cells(str(book))
-    assert n == 49  # 20 + 16 + 1 <c> elements, and the 12 cells of array formulas besides their first (3 + 2 + 5 + 2)
+    assert n == 49  # 20 + 16 + 1 stored cells, and the 12 cells the four array formulas fill beyond their first
 
 
 def test_libreoffice_missing(book, monkeypatch):
@@ -210,68 +207,6 @@ def test_libreoffice_without_uno(book, monkeypatch):
         pass
     with pytest.raises(XlgptError, match="LibreOffice is not installed: apt-get install"):
         open_workbook(book, "libreoffice")
-
-
-def test_gnumeric_refuses_big_workbooks(book, monkeypatch):
-    monkeypatch.setenv("XLGPT_GNUMERIC_MAX_CELLS", "10")
-    with pytest.raises(XlgptError, match=r"^Gnumeric would need about .* GB and .* min for .* cells \(it takes up to 10\); "
-                                         r"use --engine ironcalc or libreoffice$"):
-        open_workbook(book, "gnumeric")
-
-
-def test_gnumeric_cell_count(book):
-    from xlgpt.engines.xlsxzip import count_cells
-    assert count_cells(str(book)) == 37 + 3 + 2 + 5 + 2  # + the cells each array formula fills beyond its first
-
-
-def test_gnumeric_missing(book, monkeypatch):
-    monkeypatch.setenv("XLGPT_GNM_PYTHON", sys.executable)  # our python has no gi / Gnm typelib
-    try:
-        import gi  # noqa: F401
-        pytest.skip("this python has gi")
-    except ImportError:
-        pass
-    with pytest.raises(XlgptError, match="Gnumeric is not installed: apt-get install gnumeric gir1.2-gnumeric"):
-        open_workbook(book, "gnumeric")
-
-
-@needs_gnm
-def test_gnumeric_worker_killed(book):
-    """If the worker dies, reads fail with a one-line XlgptError; close() still works."""
-    s = open_workbook(book, "gnumeric")
-    try:
-        s._proc.kill()
-        s._proc.wait()
-        with pytest.raises(XlgptError, match="Gnumeric worker exited unexpectedly") as e:
-            s.read("in", "A1")
-        assert "\n" not in str(e.value)
-    finally:
-        s.close()
-
-
-@needs_gnm
-def test_gnumeric_is_quiet(tmp_path, capfd):
-    """Loading an xlgpt workbook makes Gnumeric print about colour scales and (chart categories that are formulas
-    without cached values) a GLib CRITICAL: none of it reaches the user."""
-    from conftest import build_tiny
-
-    path = tmp_path / "chart.xlsx"
-    build_tiny(path, "tiny:layers=1,heads=1,embd=4,merges=8", prompt="ab", context=4, live_tokenizer=False)
-    capfd.readouterr()
-    with open_workbook(path, "gnumeric") as s:
-        assert s.read("prediction", "A1")[0, 0]
-    out, err = capfd.readouterr()
-    assert out + err == ""
-
-
-@needs_gnm
-def test_gnumeric_load_failure_is_one_line(tmp_path):
-    bad = tmp_path / "bad.xlsx"
-    with zipfile.ZipFile(bad, "w") as zf:
-        zf.writestr("hello.txt", "no workbook in here")
-    with pytest.raises(XlgptError) as e:
-        open_workbook(bad, "gnumeric")
-    assert "\n" not in str(e.value)
 
 
 # ---- every engine ----------------------------------------------------------------------------

@@ -19,36 +19,69 @@ def workbook_root(path: str) -> ET.Element:
         raise XlgptError(str(e)) from None
 
 
-def count_cells(path: str, limit: int | None = None) -> int:
-    """Cells in the workbook's sheets: the <c> elements plus the cells each array formula fills beyond its
-    first, counted by streaming the sheet XML out of the zip. Past `limit` it stops and extrapolates from
-    the bytes read (a full-size workbook holds ~10 GB of XML)."""
-    ref = re.compile(rb'<f t="array" ref="\$?([A-Z]+)\$?([0-9]+)(?::\$?([A-Z]+)\$?([0-9]+))?"')
+# An array formula's <f> and whether a cached value follows it: when it does (Excel, and xlgpt unless
+# --no-cached-values), every other cell of the array is stored as a <c> of its own and is counted as one.
+_ARRAY_F = re.compile(rb'<f\b[^>]*?\bt="array"[^>]*>[^<]*</f>(<v>)?')
+_REF = re.compile(rb'\bref="\$?([A-Z]{1,3})\$?([0-9]{1,7})(?::\$?([A-Z]{1,3})\$?([0-9]{1,7}))?"')
 
-    def col(letters: bytes) -> int:
-        n = 0
-        for ch in letters:
-            n = n * 26 + ch - 64
-        return n
 
-    n = seen = 0
-    with zipfile.ZipFile(path) as zf:
-        parts = [i for i in zf.infolist() if i.filename.startswith("xl/worksheets/")
-                 and i.filename.endswith(".xml") and "/_rels/" not in i.filename]
-        total = sum(i.file_size for i in parts)
-        for info in parts:
-            tail = b""
-            with zf.open(info) as f:
-                while chunk := f.read(1 << 22):
-                    seen += len(chunk)
-                    buf = tail + chunk
-                    cut = max(0, buf.rfind(b"<"))  # an element split by the chunk waits for the next one
-                    body, tail = buf[:cut], buf[cut:]
-                    n += body.count(b"<c ") + body.count(b"<c>")
-                    for m in ref.finditer(body):
-                        if m.group(3):
-                            n += (int(m.group(4)) - int(m.group(2)) + 1) * (col(m.group(3)) - col(m.group(1)) + 1) - 1
-                    if limit is not None and n > limit:
-                        return max(n, int(n * total / max(seen, 1)))
-            n += tail.count(b"<c ") + tail.count(b"<c>")
+def _letters(b: bytes) -> int:
+    n = 0
+    for ch in b:
+        n = n * 26 + ch - 64
     return n
+
+
+def _array_cells(buf: bytes) -> int:
+    """Cells array formulas fill beyond the one cell each is stored in, where those cells are not stored."""
+    extra = 0
+    for m in _ARRAY_F.finditer(buf):
+        ref = _REF.search(m.group())
+        if m.group(1) or not ref or not ref.group(3):
+            continue
+        c1, r1, c2, r2 = ref.group(1), ref.group(2), ref.group(3), ref.group(4)
+        extra += (abs(int(r2) - int(r1)) + 1) * (abs(_letters(c2) - _letters(c1)) + 1) - 1
+    return extra
+
+
+def count_part(f, limit: int | None = None) -> tuple[int, int, int]:
+    """(stored cells, formulas, cells filled by array formulas but not stored) of one sheet's XML, streamed from
+    the open file f; stops once the cells pass limit."""
+    tail = b""
+    cells = formulas = extra = 0
+    while chunk := f.read(1 << 22):
+        buf = tail + chunk
+        cut = buf.rfind(b"</c>") + 4 if b"</c>" in buf else 0  # whole cells only: none counted twice or cut
+        body, tail = buf[:cut], buf[cut:]
+        cells += body.count(b"<c ") + body.count(b"<c>")
+        formulas += body.count(b"<f>") + body.count(b"<f ")
+        extra += _array_cells(body)
+        if limit is not None and cells + extra > limit:
+            break
+    cells += tail.count(b"<c ") + tail.count(b"<c>")
+    return cells, formulas, extra
+
+
+def sheet_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The zip members of the workbook's sheets."""
+    wanted = set(reader.sheet_parts(zf).values())
+    return [i for i in zf.infolist() if i.filename in wanted]
+
+
+def count_cells(path: str, limit: int | None = None) -> int:
+    """Cells an engine evaluates or holds: every stored cell, plus the cells of array formulas stored only in
+    their first cell, counted by streaming the sheet XML out of the zip. Past `limit` it stops and extrapolates
+    from the bytes read (a full-size workbook holds ~10 GB of XML)."""
+    with zipfile.ZipFile(path) as zf:
+        parts = sheet_members(zf)
+        total = sum(i.file_size for i in parts)
+        count = seen = 0
+        for info in parts:
+            with zf.open(info) as f:
+                cells, _, extra = count_part(f, None if limit is None else limit - count)
+                count += cells + extra
+                if limit is not None and count > limit:
+                    seen += f.tell() if f.seekable() else info.file_size
+                    return max(count, int(count * total / max(seen, 1)))
+            seen += info.file_size
+        return count

@@ -81,7 +81,7 @@ def sheet_titles(root: ET.Element) -> list[str]:
 _NAME_REF = re.compile(r"^\$?[A-Za-z]{1,3}\$?[0-9]{1,7}(:\$?[A-Za-z]{1,3}\$?[0-9]{1,7})?$")
 
 
-def _split_sheet_ref(text: str) -> tuple[str, str] | None:
+def split_sheet_ref(text: str) -> tuple[str, str] | None:
     """"'block 0'!$A$1:$B$2" -> ("block 0", "A1:B2"); None if it is not one plain area."""
     text = text.strip()
     if text.startswith("="):
@@ -129,7 +129,7 @@ def defined_names(path) -> dict[str, tuple[str, str]]:
         name = el.get("name") or ""
         if not name or name.startswith("_xlnm.") or el.get("hidden") in ("1", "true"):
             continue
-        target = _split_sheet_ref(el.text or "")
+        target = split_sheet_ref(el.text or "")
         if target is None:
             continue
         (local if el.get("localSheetId") is not None else found)[name] = target
