@@ -17,6 +17,7 @@ from xlgpt.reference import gpt2
 from xlgpt.cli import main
 from xlgpt.steering import activation_diff
 from xlgpt.train import PROBES, STEER_COEF, STEER_LAYER, STEER_MINUS, STEER_PLUS, STEER_PROMPT
+from xlgpt.verify import report, verify
 
 
 @pytest.fixture(scope="module")
@@ -101,24 +102,15 @@ def test_jedi_steering_turns_phone_into_lightsaber(steered_book, engine, toy):
         assert int(wb.numbers("next_token_id")[0, 0]) == phone == reference_next(toy, STEER_PROMPT, 16)
 
 
-def test_formulas_engine_answers_a_few_probes(tmp_path, toy):
-    """`formulas` pays ~1 ms per cell (the default workbook's tokenizer alone has ~260k), so here Python
-    tokenizes (token ids as input cells): the same model and stages, one load, three probes of 7 tokens each
-    typed in as ids, the logits equal to NumPy's."""
-    probes = [(p, a) for p, a in PROBES if p in ("If today is Tuesday, tomorrow is", "If today is Friday, yesterday was",
-                                                 "If today is Sunday, tomorrow is")]
-    path = tmp_path / "toy_ids.xlsx"
-    build_tiny(path, "toy", prompt=probes[0][0], live_tokenizer=False)
-    with open_book(path, "formulas") as wb:
-        for k, (prompt, answer) in enumerate(probes):
-            ids = toy.tokenizer.encode(prompt)
-            assert len(ids) == 7, prompt  # the same length: only the ids change, n_tokens stays
-            if k:
-                for i, v in enumerate(ids):
-                    wb.set("tokens_input", v, i)
-                wb.session.recalc()
-            want = reference(toy, prompt, 16)
-            logits = wb.numbers("lm_head_logits")
-            assert np.max(np.abs(logits - want["lm_head_logits"])) < 1e-9 * max(1, np.max(np.abs(logits))), prompt
-            assert int(wb.numbers("next_token_id")[0, 0]) == toy.tokenizer.encode(answer)[0] == \
-                int(want["next_token_id"][0, 0]), prompt
+@pytest.mark.parametrize("prompt", [None, "Mike is quick. He moves"], ids=["default", "typed"])
+def test_formulas_engine_verifies_the_default_workbook(tmp_path, toy, prompt):
+    """The default workbook, in-sheet tokenizer included, every formula cell checked in the pure-Python engine;
+    a prompt typed into the sheet is tokenized there and answered as NumPy does."""
+    path = tmp_path / "toy.xlsx"
+    build_tiny(path, "toy", prompt="If today is Tuesday, tomorrow is")
+    result = verify(path, "formulas", prompt=prompt)
+    text, ok = report(result)
+    assert ok, text
+    asked = prompt or "If today is Tuesday, tomorrow is"
+    answer = dict(PROBES)[asked]
+    assert result.next_token_id == toy.tokenizer.encode(answer)[0] == reference_next(toy, asked, 16)

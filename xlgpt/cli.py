@@ -10,7 +10,7 @@ import sys
 from .errors import Interrupted, XlgptError
 from .xlsx.reader import XlsxError
 
-ENGINE_HELP = "ironcalc (default), libreoffice, gnumeric (up to ~40M cells) or formulas (pure Python, small workbooks)"
+ENGINE_HELP = "ironcalc (default), libreoffice, gnumeric (up to ~40M cells) or formulas (pure Python, up to ~2M cells)"
 
 
 def _snapshot_flag(p: argparse.ArgumentParser) -> None:
