@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 
 from xlgpt.engines.base import CellError, Session
-from xlgpt.xlsx.reader import defined_names
+from xlgpt.xlsx import reader
 from xlgpt.errors import XlgptError
 
 __all__ = [
@@ -52,6 +52,12 @@ def open_workbook(path, engine: str = DEFAULT_ENGINE, progress: bool = False, sn
 
 
 # ---- defined names (read straight from the zip: the workbook itself may be 800 MB) -----------
+def defined_names(path) -> dict[str, tuple[str, str]]:
+    """name -> (sheet, "A1:B2") for every plain defined name (xlsx.reader's), an unreadable file as XlgptError."""
+    try:
+        return reader.defined_names(path)
+    except reader.XlsxError as e:
+        raise XlgptError(str(e)) from None
 
 def read_name(session: Session, path_or_names, name: str) -> np.ndarray:
     """Read the range a defined name points at. path_or_names: the workbook path or a
