@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..xlsx.book import col_letter
+from ..xlsx.book import col_number as book_col_number
 
 import re
 
@@ -13,11 +14,7 @@ MAX_COL = 16_384
 _CELL = re.compile(r"^\$?([A-Za-z]{1,3})\$?([0-9]{1,7})$")
 
 
-def col_number(letters: str) -> int:
-    n = 0
-    for ch in letters.upper():
-        n = n * 26 + (ord(ch) - 64)
-    return n
+col_number = book_col_number  # one owner: the workbook model
 
 
 col_letters = col_letter  # one owner: the workbook model
