@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..contract import T
 from ..layout import S, Tab
 from ..xlsx.book import ColorScale, Range, col_letter
 
@@ -69,3 +70,25 @@ def top_id(values: str, value: str, occurrence: str) -> str:
     which walks the whole column in array arithmetic (slow in IronCalc at 50k rows; IF is lazy there)."""
     return (f"=IF(COUNTIF({values},{value})=1,MATCH({value},{values},0)-1,"
             f"SMALL(IF({values}={value},vocab_ids),{occurrence}))")
+
+
+def last_token(x: str) -> str:
+    """The last real token's row of x [N, C] -> [1, C], as a formula (without "="): a one-hot row times x."""
+    return f"MMULT(TRANSPOSE(IF({T.positions()}={T.n_tokens()}-1,1,0)),{x})"
+
+
+def top_k(ws, logits: str, mx: str, sm: str, rows: list[tuple[Range, Range, Range, Range]], texts: list[str],
+          ids, logit_values, prob_values, token_text) -> None:
+    """The k most likely tokens of one column of logits, rank by rank: (logit, id, probability, text) cells.
+
+    logit: LARGE(logits, rank); id: top_id (ties to the lower id); probability: EXP(logit - max) / sum, as
+    the column's softmax computes it (reading one cell of an array formula by INDEX can see a stale value in
+    IronCalc, which does not track that dependency); text: texts[rank] (a formula showing the id as text)."""
+    first = rows[0][0]
+    for i, (lg, idc, p, tx) in enumerate(rows):
+        lg_ref = lg.local(False)
+        ws.formula(lg.r1, lg.c1, f"=LARGE({logits},{i + 1})", S.NUM, value=logit_values[i])
+        occurrence = f"COUNTIF({col_letter(first.c1)}${first.r1}:{lg_ref},{lg_ref})" if i else "1"
+        ws.array(idc, top_id(logits, lg_ref, occurrence), S.INT, value=int(ids[i]))
+        ws.formula(p.r1, p.c1, f"=EXP({lg_ref}-{mx})/{sm}", S.PROB, value=prob_values[i])
+        ws.formula(tx.r1, tx.c1, f"={texts[i]}", S.TEXT, value=token_text.text(int(ids[i])))

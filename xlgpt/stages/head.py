@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from ..contract import T
 from ..layout import LM_HEAD, LN_F, PREDICTION, Layout, S, Tab
-from ..xlsx.book import BarChart, ColorScale, Range, col_letter
-from .common import diverging, layer_norm, top_id
+from ..xlsx.book import BarChart, ColorScale, Range
+from .common import diverging, last_token, layer_norm, top_k
+from .sampling import weights as sampling_weights
 
 
 def final_norm(book, lay: Layout, t: dict, x: Range) -> Range:
@@ -16,7 +17,7 @@ def final_norm(book, lay: Layout, t: dict, x: Range) -> Range:
 def lm_head(book, lay: Layout, t: dict, vocab_texts: list[str]) -> Tab:
     tab = Tab(book, LM_HEAD, V=lay.V, C=lay.C)
     ws = tab.ws
-    formula = f"=MMULT(TRANSPOSE(IF({T.positions()}={T.n_tokens()}-1,1,0)),{T.ln_f()})"
+    formula = f"={last_token(T.ln_f())}"
     sec = tab.section("lm_head_x: the last real token's row of ln_f", formula, rows=1, cols=lay.C, positions=False)
     ws.write(sec.r1, 2, "last token", S.LABEL)
     tab.define(T.lm_head_x(), diverging(tab, ws.array(sec, formula, S.NUM, value=t[T.lm_head_x()])))
@@ -36,7 +37,13 @@ def lm_head(book, lay: Layout, t: dict, vocab_texts: list[str]) -> Tab:
     tab.define(T.prediction_probs(), ws.array(sec.cols(1), probs_f, S.PROB, value=t[T.prediction_probs()]))
     ws.color_scales.append(ColorScale(sec.cols(1), colors=("FFFFFF", "63BE7B"), points=("num:0", "num:1")))
     ws.column_style(sec.c1 + 1, S.PROB)
+    # the sampler's weight of every token (prediction tab: temperature, top-k, the draw), one column further right
+    w = Range(LM_HEAD, sec.r1, sec.c1 + 3, sec.r2, sec.c1 + 3)
+    ws.write(w.r1 - 1, w.c1, "sampling weight", S.INDEX)
+    tab.define(T.sample_w(), ws.array(w, "=" + sampling_weights(), S.NUM, value=t[T.sample_w()]))
+    ws.column_style(w.c1, S.NUM)
     ws.width(3, 12, 4)
+    ws.width(w.c1, 14)
     return tab
 
 
@@ -63,21 +70,11 @@ def prediction(book, lay: Layout, t: dict, token_text) -> Tab:
     status = T.status()
     ws.formula(r + 1, 3, f'=IF({status}<>"",{status},{texts[0]})', S.BIG, value=token_text.text(nid_value))
     tab.define(T.next_token(), Range(PREDICTION, r + 1, 3, r + 1, 3))
-    logits = T.lm_head_logits()
+    rows = [tuple(sec.cell(i, j) for j in range(4)) for i in range(k)]
     for i in range(k):
-        rr = sec.r1 + i
-        ws.write(rr, 2, i + 1, S.LABEL)
-        lg, idc = (f"{col_letter(sec.c1 + j)}{rr}" for j in range(2))
-        ws.formula(rr, sec.c1, f"=LARGE({logits},{i + 1})", S.NUM, value=t[T.top_logits()][i, 0])
-        first = f"{col_letter(sec.c1)}{sec.r1}"
-        occurrence = f"COUNTIF({first}:{lg},{lg})" if i else "1"
-        ws.array(Range(PREDICTION, rr, sec.c1 + 1, rr, sec.c1 + 1), top_id(logits, lg, occurrence), S.INT,
-                 value=top_ids[i])
-        # softmax of this logit, as prediction_probs computes it (reading one cell of an array formula by
-        # INDEX can see a stale value in IronCalc, which does not track that dependency)
-        ws.formula(rr, sec.c1 + 2, f"=EXP({lg}-{T.lm_head_max()})/{T.lm_head_sum()}", S.PROB,
-                   value=t[T.top_probs()][i, 0])
-        ws.formula(rr, sec.c1 + 3, f"={texts[i + 1]}", S.TEXT, value=token_text.text(top_ids[i]))
+        ws.write(sec.r1 + i, 2, i + 1, S.LABEL)
+    top_k(ws, T.lm_head_logits(), T.lm_head_max(), T.lm_head_sum(), rows, texts[1:], top_ids,
+          t[T.top_logits()][:, 0], t[T.top_probs()][:, 0], token_text)
     tab.define(T.top_logits(), sec.cols(0))
     tab.define(T.top_ids(), sec.cols(1))
     tab.define(T.top_probs(), sec.cols(2))

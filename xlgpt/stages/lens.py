@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from ..contract import T
 from ..layout import LENS, Layout, S, Tab
-from ..xlsx.book import ColorScale, Range, col_letter
-from .common import diverging, here, layer_norm, top_id
+from ..xlsx.book import ColorScale, Range
+from .common import diverging, here, last_token, layer_norm, top_k
 
 LN_CONVENTION = ("LayerNorm convention: every layer's vector is normalised with its OWN mean and variance, then "
                  "scaled by ln_f_w and shifted by ln_f_b (nostalgebraist's logit lens; TransformerLens "
@@ -89,10 +89,10 @@ def logit_lens(book, lay: Layout, t: dict, token_text, vocab_texts: list[str], t
 
     # ---- the residual stream at the last real token, one row per layer --------------------------------------
     sec = tab.section("lens_x: the residual stream at the last real token, one row per layer",
-                      "=MMULT(TRANSPOSE(IF(positions=n_tokens-1,1,0)), block_l_resid_pre)", rows=n, cols=C,
+                      "=" + last_token("block_l_resid_pre"), rows=n, cols=C,
                       positions=False, row_texts=labels)
     for i, src in enumerate(lens_sources(L)):
-        ws.array(sec.rows(i), f"=MMULT(TRANSPOSE(IF(positions=n_tokens-1,1,0)),{src})", S.NUM, value=t[T.lens_x()][i])
+        ws.array(sec.rows(i), f"={last_token(src)}", S.NUM, value=t[T.lens_x()][i])
     lens_x = tab.define(T.lens_x(), diverging(tab, sec))
     row_labels = Range(LENS, sec.r1, 2, sec.r2, 2)
     layer_norm(tab, t, lens_x, T.ln_f_w(), T.ln_f_b(), (T.lens_ln(), T.lens_ln_mean(), T.lens_ln_var()),
@@ -123,21 +123,10 @@ def logit_lens(book, lay: Layout, t: dict, token_text, vocab_texts: list[str], t
 
     # ---- now the top-k formulas (they need the logits' address) ---------------------------------------------
     for j in range(n):
-        col = here(logits.cols(j), tab)
-        mx, sm = here(stats.cell(0, j), tab), here(stats.cell(1, j), tab)
-        first = f"{col_letter(logit_sec.c1 + j)}${logit_sec.r1}"
-        for i in range(K):
-            lg = logit_sec.cell(i, j)
-            idc = id_sec.cell(i, j)
-            lg_ref = lg.local(False)
-            top = int(t[T.lens_top_ids()][i, j])
-            ws.formula(lg.r1, lg.c1, f"=LARGE({col},{i + 1})", S.NUM, value=t[T.lens_top_logits()][i, j])
-            occurrence = f"COUNTIF({first}:{lg_ref},{lg_ref})" if i else "1"
-            ws.array(idc, top_id(col, lg_ref, occurrence), S.INT, value=top)
-            p = prob_sec.cell(i, j)
-            ws.formula(p.r1, p.c1, f"=EXP({lg_ref}-{mx})/{sm}", S.PROB, value=t[T.lens_top_probs()][i, j])
-            tx = text_sec.cell(i, j)
-            ws.formula(tx.r1, tx.c1, f"={token_text(idc.local(False))}", S.TEXT, value=token_text.text(top))
+        rows = [(logit_sec.cell(i, j), id_sec.cell(i, j), prob_sec.cell(i, j), text_sec.cell(i, j)) for i in range(K)]
+        top_k(ws, here(logits.cols(j), tab), here(stats.cell(0, j), tab), here(stats.cell(1, j), tab), rows,
+              [token_text(idc.local(False)) for _, idc, _, _ in rows], t[T.lens_top_ids()][:, j],
+              t[T.lens_top_logits()][:, j], t[T.lens_top_probs()][:, j], token_text)
     ws.color_scales.append(ColorScale(prob_sec, colors=("FFFFFF", "63BE7B"), points=("num:0", "num:1")))
     tab.define(T.lens_top_tokens(), text_sec)
     tab.define(T.lens_top_probs(), prob_sec)

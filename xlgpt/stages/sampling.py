@@ -80,15 +80,7 @@ def sampling(book, lay: Layout, t: dict, tab: Tab, opts: BuildOptions, token_tex
     r_out = r
     r += 4
 
-    # the weights, one per vocabulary entry, beside the logits on the lm_head tab
-    logits = book["lm_head_logits"]
-    lm = book.sheet(logits.sheet)
-    w_rng = Range(logits.sheet, logits.r1, logits.c2 + 2, logits.r2, logits.c2 + 2)
-    lm.write(w_rng.r1 - 1, w_rng.c1, "sampling weight", S.INDEX)
-    lm.array(w_rng, "=" + weights(), S.NUM, value=t[T.sample_w()])
-    lm.column_style(w_rng.c1, S.NUM)
-    lm.width(w_rng.c1, 14)
-    book.define("sample_w", w_rng)
+    # the weights, one per vocabulary entry, are beside the logits on the lm_head tab (sample_w)
 
     # helpers: effective temperature and k, the k-th logit and the tie cut-off, the total weight
     helpers = [

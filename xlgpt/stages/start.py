@@ -67,7 +67,7 @@ def start_tab(book: Book, lay: Layout, model_name: str, sheets: list[str], sourc
     ws.freeze = (TITLE_ROWS, 0)
     ws.width(1, 2)
     ws.width(2, 30)
-    ws.width(3, 12)
+    ws.width(3, 20)  # the answer in big letters: " Wednesday" fits
     ws.width(4, 100)
     r = TITLE_ROWS + 2
     lines = start_lines()
