@@ -16,7 +16,6 @@ from .head import final_norm, lm_head, prediction
 from .lens import logit_lens
 from .options import BuildOptions, Steering
 from .params import parameter_tabs
-from .sampling import sampling
 from .start import start_tab
 from .steer import steer_tab
 from .tokens import prompt_tab, status_cell, tokens_from_python
@@ -41,23 +40,14 @@ def build_book(model: Model, opts: BuildOptions, t: dict | None = None) -> Book:
     book = Book()
     texts = vocab_texts(tok)
 
-    ptab = prompt_tab(book, lay, opts)
-    if opts.live_tokenizer:
-        from .tokenizer import live_tokenizer
-
-        token_text = live_tokenizer(book, lay, tok, ptab, opts.prompt, opts.bos)
-    else:
-        status_cell(ptab, None)
-        tokens_from_python(book, lay, ids, tok, texts)
-        token_text = VocabText(texts)
+    token_text = tokenize(book, lay, tok, prompt_tab(book, lay, opts), opts, ids, texts)
     embeddings(book, lay, t)
     x = book[T.embeddings_out()]
     for i in range(lay.L):
         x = transformer_block(book, lay, t, i, x)
     final_norm(book, lay, t, x)
     lm_head(book, lay, t, texts)
-    ptab = prediction(book, lay, t, token_text)
-    sampling(book, lay, t, ptab, opts, token_text)
+    prediction(book, lay, t, token_text, opts)
     logit_lens(book, lay, t, token_text, texts, typed_target=opts.lens_target is not None)
     attention_tab(book, lay, t)
     steer_tab(book, lay, t, opts.steer)
@@ -69,6 +59,20 @@ def build_book(model: Model, opts: BuildOptions, t: dict | None = None) -> Book:
     book.active = 0  # the start tab
     book.manual_calc = model.config.n_params >= SMALL_MODEL  # opens at once with its cached answer; F9 recalculates
     return book
+
+
+def tokenize(book, lay: Layout, tok, ptab, opts: BuildOptions, ids: list[int], texts: list[str]):
+    """The tokens tab (and, in the sheet, the tabs before it); returns how later tabs show a token id as text.
+
+    The two modes have one interface: the in-sheet tokenizer (chars -> pretokens -> bpe -> tokens, which also
+    decodes ids in formulas) or Python's ids typed in as inputs (texts looked up on the vocab tab)."""
+    if opts.live_tokenizer:
+        from .tokenizer import live_tokenizer
+
+        return live_tokenizer(book, lay, tok, ptab, opts.prompt, opts.bos)
+    status_cell(ptab, None)
+    tokens_from_python(book, lay, ids, tok, texts)
+    return VocabText(texts)
 
 
 class VocabText:

@@ -5,6 +5,8 @@ from ..contract import T
 from ..layout import LM_HEAD, LN_F, PREDICTION, Layout, S, Tab
 from ..xlsx.book import BarChart, ColorScale, Range
 from .common import diverging, last_token, layer_norm, top_k
+from .options import BuildOptions
+from .sampling import sampling
 from .sampling import weights as sampling_weights
 
 
@@ -47,8 +49,9 @@ def lm_head(book, lay: Layout, t: dict, vocab_texts: list[str]) -> Tab:
     return tab
 
 
-def prediction(book, lay: Layout, t: dict, token_text) -> Tab:
-    """token_text(id_ref) -> formula text showing that token as text; token_text.text(id) is what it shows."""
+def prediction(book, lay: Layout, t: dict, token_text, opts: BuildOptions) -> Tab:
+    """The prediction tab: the argmax, the top k with a chart, then the sampler (sampling.py).
+    token_text(id_ref) -> formula text showing that token as text; token_text.text(id) is what it shows."""
     tab = Tab(book, PREDICTION, V=lay.V, K=lay.top_k)
     ws, r = tab.ws, tab.row
     nid_value = int(t[T.next_token_id()][0, 0])
@@ -83,4 +86,5 @@ def prediction(book, lay: Layout, t: dict, token_text) -> Tab:
                               anchor=(sec.r1 - 2, 8), size=(8, max(12, k + 3)), y_title="probability"))
     ws.width(3, 12, 5)
     ws.width(6, 24)
+    sampling(book, lay, t, tab, opts, token_text)
     return tab
