@@ -122,7 +122,7 @@ def _check(got: np.ndarray, expected) -> None:
 # ---- engine-independent ------------------------------------------------------------------
 
 def test_engine_list():
-    assert ENGINES == ("ironcalc", "libreoffice", "formulas")
+    assert ENGINES == ("ironcalc", "libreoffice", "formulas", "gnumeric")
     assert DEFAULT_ENGINE == "ironcalc"
 
 
