@@ -278,31 +278,37 @@ def sheet_rows(sheet: Sheet, styles: Styles, labels: dict | None = None,
 
     cached: (row, col) -> the value each formula cell shows before any recalculation (None: none written)."""
     single: dict[int, dict[int, str]] = {}
-    values = cached or {}
+    cells, arrays = cached or ({}, {})
     for (r, c), (value, style) in sheet.cells.items():
-        single.setdefault(r, {})[c] = _cell_xml(r, c, value, styles.id(style), values.get((r, c), NOVALUE))
+        single.setdefault(r, {})[c] = _cell_xml(r, c, value, styles.id(style), cells.get((r, c), NOVALUE))
+    column_sid: dict[int, int] = {}
     for af in sheet.arrays:
         r, c = af.rng.r1, af.rng.c1
         _, style = sheet.cells.get((r, c), (None, None))
         sid = styles.id(style)
         s = f' s="{sid}"' if sid else ""
-        t, v = cached_xml(values.get((r, c), NOVALUE))
+        vals = arrays.get((r, c))
+        texts = None if vals is None else _cached_texts(vals)
+        t, v = texts[0] if texts else ("", "")
         single.setdefault(r, {})[c] = (f'<c r="{cell_ref(r, c)}"{s}{t}><f t="array" ref="{af.rng.a1}">'
                                        f'{formula_xml(af.text)}</f>{v}</c>')
-        if cached is None:
+        if texts is None:
             continue
-        for rr in range(af.rng.r1, af.rng.r2 + 1):  # the other cells of the array carry their values too
-            row = single.setdefault(rr, {})
-            for cc in range(af.rng.c1, af.rng.c2 + 1):
-                if (rr, cc) == (r, c):
-                    continue
-                t, v = cached_xml(values.get((rr, cc), NOVALUE))
-                if not v:
-                    continue
-                own = sheet.cells.get((rr, cc))
-                sid = styles.id(own[1] if own else sheet.style_of_column(cc))
-                s = f' s="{sid}"' if sid else ""
-                row[cc] = f'<c r="{_col(cc)}{rr}"{s}{t}>{v}</c>'
+        width = af.rng.c2 - af.rng.c1 + 1
+        for k in range(1, len(texts)):  # the other cells of the array carry their values too
+            t, v = texts[k]
+            if not v:
+                continue
+            rr, cc = r + k // width, c + k % width
+            own = sheet.cells.get((rr, cc))
+            if own is not None:
+                sid = styles.id(own[1])
+            else:
+                sid = column_sid.get(cc)
+                if sid is None:
+                    sid = column_sid[cc] = styles.id(sheet.style_of_column(cc))
+            single.setdefault(rr, {})[cc] = f'<c r="{_col(cc)}{rr}" s="{sid}"{t}>{v}</c>' if sid else \
+                f'<c r="{_col(cc)}{rr}"{t}>{v}</c>'
     blocks = sorted(sheet.blocks, key=lambda b: (b.row, b.col))
     sids = [styles.id(b.style) for b in blocks]
     srows = sorted(single)
@@ -645,14 +651,31 @@ def calc_pr(book: Book, cached: bool) -> str:
     return '<calcPr calcId="191029" fullCalcOnLoad="1"/>'
 
 
-def cached_values(book: Book) -> dict[str, dict[tuple[int, int], object]]:
-    """sheet -> (row, col) -> the value every formula cell must compute (what a reader sees before recalculating)."""
-    out: dict[str, dict[tuple[int, int], object]] = {}
-    for sheet, rng, want in book.formula_cells():
-        cells = out.setdefault(sheet, {})
-        for (i, j), v in np.ndenumerate(want):
-            cells[(rng.r1 + i, rng.c1 + j)] = v
+def cached_values(book: Book) -> dict[str, tuple[dict, dict]]:
+    """sheet -> ((row, col) -> a formula cell's value, (row, col) of an array's anchor -> its values [rows x cols]):
+    what every formula must compute, which readers that do not recalculate show."""
+    out: dict[str, tuple[dict, dict]] = {}
+    for ws in book.sheets:
+        cells = {(r, c): book.resolve(v.value, (1, 1))[0, 0] for (r, c), (v, _) in ws.cells.items()
+                 if isinstance(v, Formula)}
+        arrays = {}
+        for af in ws.arrays:
+            v = af.value
+            plain = isinstance(v, np.ndarray) and v.dtype.kind in "fiub" and v.shape == af.rng.shape
+            arrays[(af.rng.r1, af.rng.c1)] = v if plain else book.resolve(v, af.rng.shape)
+        out[ws.name] = (cells, arrays)
     return out
+
+
+def _cached_texts(vals: np.ndarray) -> list[tuple[str, str]]:
+    """cached_xml of every value of an array, row by row; numbers formatted in bulk."""
+    flat = vals.ravel()
+    if vals.dtype.kind == "f":
+        ok = np.isfinite(flat)
+        return [("", f"<v>{x!r}</v>") if good else ("", "") for x, good in zip(flat.tolist(), ok.tolist())]
+    if vals.dtype.kind in "iu":
+        return [("", f"<v>{x}</v>") for x in flat.tolist()]
+    return [cached_xml(x) for x in flat]
 
 
 def _write(book: Book, tmp: Path, level: int, progress, cached: bool = True) -> None:
