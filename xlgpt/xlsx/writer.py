@@ -281,34 +281,47 @@ def sheet_rows(sheet: Sheet, styles: Styles, labels: dict | None = None,
     cells, arrays = cached or ({}, {})
     for (r, c), (value, style) in sheet.cells.items():
         single.setdefault(r, {})[c] = _cell_xml(r, c, value, styles.id(style), cells.get((r, c), NOVALUE))
-    column_sid: dict[int, int] = {}
+    column_sid: dict[int, str] = {}
+
+    def sattr(rr: int, cc: int) -> str:
+        own = sheet.cells.get((rr, cc))
+        if own is not None:
+            sid = styles.id(own[1])
+            return f' s="{sid}"' if sid else ""
+        if cc not in column_sid:
+            sid = styles.id(sheet.style_of_column(cc))
+            column_sid[cc] = f' s="{sid}"' if sid else ""
+        return column_sid[cc]
+
     for af in sheet.arrays:
         r, c = af.rng.r1, af.rng.c1
         _, style = sheet.cells.get((r, c), (None, None))
         sid = styles.id(style)
         s = f' s="{sid}"' if sid else ""
         vals = arrays.get((r, c))
-        texts = None if vals is None else _cached_texts(vals)
-        t, v = texts[0] if texts else ("", "")
+        t, v = ("", "") if vals is None else _cached_texts(vals.reshape(-1)[:1])[0]
         single.setdefault(r, {})[c] = (f'<c r="{cell_ref(r, c)}"{s}{t}><f t="array" ref="{af.rng.a1}">'
                                        f'{formula_xml(af.text)}</f>{v}</c>')
-        if texts is None:
+        if vals is None or vals.size == 1:
             continue
-        width = af.rng.c2 - af.rng.c1 + 1
-        for k in range(1, len(texts)):  # the other cells of the array carry their values too
-            t, v = texts[k]
-            if not v:
-                continue
-            rr, cc = r + k // width, c + k % width
-            own = sheet.cells.get((rr, cc))
-            if own is not None:
-                sid = styles.id(own[1])
-            else:
-                sid = column_sid.get(cc)
-                if sid is None:
-                    sid = column_sid[cc] = styles.id(sheet.style_of_column(cc))
-            single.setdefault(rr, {})[cc] = f'<c r="{_col(cc)}{rr}" s="{sid}"{t}>{v}</c>' if sid else \
-                f'<c r="{_col(cc)}{rr}"{t}>{v}</c>'
+        # the other cells of the array carry their values too: one text per row (a million cells at full size)
+        letters = [_col(cc) for cc in range(af.rng.c1, af.rng.c2 + 1)]
+        for i in range(vals.shape[0]):
+            rr = r + i
+            row = single.setdefault(rr, {})
+            for cc in [k for k in row if c <= k <= af.rng.c2 and (rr, k) != (r, c)]:
+                del row[cc]  # a formatted empty cell the array's value replaces
+            attrs = [sattr(rr, cc) for cc in range(c, af.rng.c2 + 1)] if sheet.cells else None
+            texts = _cached_texts(vals[i])
+            parts = []
+            for j, (t, v) in enumerate(texts):
+                if not v or (i == 0 and j == 0):
+                    continue
+                a_ = attrs[j] if attrs is not None else sattr(rr, c + j)
+                parts.append(f'<c r="{letters[j]}{rr}"{a_}{t}>{v}</c>')
+            if parts:
+                start = c + 1 if i == 0 else c
+                row[start] = "".join(parts)
     blocks = sorted(sheet.blocks, key=lambda b: (b.row, b.col))
     sids = [styles.id(b.style) for b in blocks]
     srows = sorted(single)
