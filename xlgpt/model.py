@@ -17,7 +17,7 @@ import math
 import re
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -324,7 +324,9 @@ def load_model(spec: str | None = None) -> Model:
     if spec.startswith("random:"):
         return random_model(spec)
     if (PACKAGE_MODELS / spec).is_dir() and "/" not in spec:
-        return load_folder(PACKAGE_MODELS / spec, name=spec)
+        model = load_folder(PACKAGE_MODELS / spec, name=spec)
+        # where it came from, the same wherever xlgpt is installed (the workbook states it)
+        return replace(model, source=f"built into xlgpt (xlgpt/models/{spec}, trained by python -m xlgpt.train)")
     path = Path(spec).expanduser()
     if path.exists() or spec.startswith((".", "/", "~")):
         return load_folder(path)
