@@ -63,7 +63,11 @@ def _poison(book, src, dst) -> int:
     from xlgpt.xlsx.reader import sheet_parts
     from xlgpt.xlsx.writer import cached_values
 
-    cells = {s: set(v) for s, v in cached_values(book).items()}
+    cells = {}
+    for sheet, (scalars, arrays) in cached_values(book).items():
+        where = cells[sheet] = set(scalars)
+        for (r, c), vals in arrays.items():
+            where.update((r + i, c + j) for i in range(vals.shape[0]) for j in range(vals.shape[1]))
     n = 0
 
     def zero(m, where):
