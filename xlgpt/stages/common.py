@@ -65,7 +65,16 @@ def section(tab: Tab, title: str, formula: str, value, labels: Range | None = No
 def top_id(values: str, value: str, occurrence: str) -> str:
     """The id of the `occurrence`-th entry of `values` (a column over the vocabulary) equal to `value`.
 
-    MATCH is a fast native scan; only when the value is tied does the sheet fall back to SMALL(IF(...)),
-    which walks the whole column in array arithmetic (slow in IronCalc at 50k rows; IF is lazy there)."""
-    return (f"=IF(COUNTIF({values},{value})=1,MATCH({value},{values},0)-1,"
-            f"SMALL(IF({values}={value},vocab_ids),{occurrence}))")
+    `occurrence` counts the equal logits in the short top-k list so far (1 for the first rank), never the
+    vocabulary: MATCH is a fast native scan, and only a tie (a second equal logit) falls back to SMALL(IF(...)),
+    which walks the whole column in array arithmetic (IF is lazy, so untied ranks never pay for it)."""
+    match = f"MATCH({value},{values},0)-1"
+    if occurrence == "1":
+        return "=" + match
+    return f"=IF({occurrence}=1,{match},SMALL(IF({values}={value},vocab_ids),{occurrence}))"
+
+
+def occurrence(first: str, value: str) -> str:
+    """How many entries of the top-k list from `first` down to `value` equal it (1 unless tied): an array sum
+    over at most k cells (COUNTIF would measure the whole sheet's extent on every call in IronCalc)."""
+    return f"SUM(IF({first}:{value}={value},1,0))"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..contract import T
 from ..layout import LM_HEAD, LN_F, PREDICTION, Layout, S, Tab
 from ..xlsx.book import BarChart, ColorScale, Range, col_letter
-from .common import diverging, layer_norm, top_id
+from .common import diverging, layer_norm, occurrence, top_id
 
 
 def final_norm(book, lay: Layout, t: dict, x: Range) -> Range:
@@ -48,7 +48,7 @@ def prediction(book, lay: Layout, t: dict, token_text) -> Tab:
     top_ids = [int(v) for v in t[T.top_ids()][:, 0]]
     ws.write(r, 2, "Next token id", S.KEY)
     nid = tab.define(T.next_token_id(), ws.formula(
-        r, 3, f"=MATCH(MAX({T.lm_head_logits()}),{T.lm_head_logits()},0)-1", S.INT, value=nid_value))
+        r, 3, f"=MATCH({T.lm_head_max()},{T.lm_head_logits()},0)-1", S.INT, value=nid_value))
     ws.write(r + 1, 2, "Next token", S.KEY)
     tab.row = r + 3
     k = lay.top_k
@@ -68,11 +68,15 @@ def prediction(book, lay: Layout, t: dict, token_text) -> Tab:
         rr = sec.r1 + i
         ws.write(rr, 2, i + 1, S.LABEL)
         lg, idc = (f"{col_letter(sec.c1 + j)}{rr}" for j in range(2))
-        ws.formula(rr, sec.c1, f"=LARGE({logits},{i + 1})", S.NUM, value=t[T.top_logits()][i, 0])
+        # every LARGE or MATCH reads all V logits: rank 1 reuses the max and the predicted id
+        ws.formula(rr, sec.c1, f"=LARGE({logits},{i + 1})" if i else f"={T.lm_head_max()}", S.NUM,
+                   value=t[T.top_logits()][i, 0])
         first = f"{col_letter(sec.c1)}{sec.r1}"
-        occurrence = f"COUNTIF({first}:{lg},{lg})" if i else "1"
-        ws.array(Range(PREDICTION, rr, sec.c1 + 1, rr, sec.c1 + 1), top_id(logits, lg, occurrence), S.INT,
-                 value=top_ids[i])
+        if i:
+            ws.array(Range(PREDICTION, rr, sec.c1 + 1, rr, sec.c1 + 1), top_id(logits, lg, occurrence(first, lg)),
+                     S.INT, value=top_ids[i])
+        else:
+            ws.formula(rr, sec.c1 + 1, f"={T.next_token_id()}", S.INT, value=top_ids[i])
         # softmax of this logit, as prediction_probs computes it (reading one cell of an array formula by
         # INDEX can see a stale value in IronCalc, which does not track that dependency)
         ws.formula(rr, sec.c1 + 2, f"=EXP({lg}-{T.lm_head_max()})/{T.lm_head_sum()}", S.PROB,
