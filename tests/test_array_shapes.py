@@ -36,7 +36,7 @@ ELEMENTWISE = {"IFERROR", "EXP", "LN", "SQRT", "TANH", "INT", "ABS", "ISNUMBER",
                "EXACT", "LEFT", "RIGHT", "VALUE", "SIGN", "POWER"}
 SCALAR = {"SUM", "MAX", "MIN", "AVERAGE", "SUMPRODUCT", "COUNT", "COUNTA", "AND", "OR", "PI", "RAND", "INDEX",
           "CONCATENATE", "SUMIF", "SUMSQ", "_XLFN.VAR.P", "VAR.P", "VARP", "TRUE", "FALSE"}
-SHAPE_OF_ARG = {"MATCH": 0, "VLOOKUP": 0, "LARGE": 1, "SMALL": 1, "COUNTIF": 1}  # vectorised over that argument
+SHAPE_OF_ARG = {"MATCH": 0, "VLOOKUP": 0, "LARGE": 1, "SMALL": 1, "COUNTIF": 1, "RANK": 0}  # vectorised over that argument
 
 
 def broadcast(*shapes):

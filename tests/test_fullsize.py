@@ -1,6 +1,7 @@
-"""Full size (slow): GPT-2 small's shapes with seeded random weights, built, recalculated, compared.
+"""Full size (slow): GPT-2 small's and medium's shapes with seeded random weights, built, recalculated, compared.
 
-    python -m pytest -m slow tests/test_fullsize.py        # ~5 min with IronCalc, ~10 with LibreOffice
+    python -m pytest -m slow tests/test_fullsize.py        # small: ~5 min with IronCalc, ~10 with LibreOffice
+    python -m pytest -m slow tests/test_fullsize.py -k medium   # GPT-2 medium (355M): IronCalc, ~10 GB
 
 The NumPy reference uses the weights exactly as written (read back from the file), so the workbook
 and NumPy compute with the same float64 numbers.
@@ -26,16 +27,25 @@ CONTEXT = 16
 PROMPT = "If today is Tuesday, tomorrow is"
 
 
-@pytest.fixture(scope="module")
-def full(tmp_path_factory):
+def build_full(tmp_path_factory, spec: str):
     path = tmp_path_factory.mktemp("full") / "gpt2.xlsx"
-    model = load_model("random:gpt2")
+    model = load_model(spec)
     opts = BuildOptions(prompt=PROMPT, context=CONTEXT, live_tokenizer=False)
     t = time.perf_counter()
     write_book(build_book(model, opts), path)
     seconds = time.perf_counter() - t
     params = {n: a.reshape(model.params.shapes[n]) for n, a in read_names(path, list(model.params)).items()}
     return path, model, prompt_ids(model, opts), params, seconds
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    return build_full(tmp_path_factory, "random:gpt2")
+
+
+@pytest.fixture(scope="module")
+def medium(tmp_path_factory):
+    return build_full(tmp_path_factory, "random:gpt2-medium")
 
 
 def reference(model, params, ids) -> dict:
@@ -61,13 +71,25 @@ def test_build_size_and_weights(full):
     print(f"build {seconds:.1f} s, {path.stat().st_size / 1e6:.0f} MB")
 
 
-def test_ironcalc_equals_reference(full):
-    path, model, ids, params, _ = full
+def ironcalc_equals_reference(built):
+    path, model, ids, params, _ = built
     got, logits = sheet_prediction(path, "ironcalc", "next_token_id", "lm_head_logits")
     got, logits = int(float(got[0, 0])), logits.astype(float).ravel()
     r = reference(model, params, ids)
     assert got == int(r["next_token_id"][0, 0])
     assert np.max(np.abs(logits - np.asarray(r["lm_head_logits"]).ravel())) < 1e-6
+
+
+def test_ironcalc_equals_reference(full):
+    ironcalc_equals_reference(full)
+
+
+def test_verify_full_size(full):
+    """Every formula cell of the full-size book, recalculated by IronCalc, equals its stated value."""
+    from xlgpt.verify import report, verify
+
+    text, ok = report(verify(full[0], "ironcalc"))
+    assert ok, text
 
 
 def test_generate_full_size(full):
@@ -92,3 +114,14 @@ def test_libreoffice_equals_reference(full):
     path, model, ids, params, _ = full
     (got,) = sheet_prediction(path, "libreoffice", "next_token_id")
     assert int(float(got[0, 0])) == reference_next(model, params, ids)
+
+
+def test_medium_ironcalc_equals_reference(medium):
+    ironcalc_equals_reference(medium)
+
+
+def test_medium_verifies(medium):
+    from xlgpt.verify import report, verify
+
+    text, ok = report(verify(medium[0], "ironcalc"))
+    assert ok, text

@@ -80,9 +80,9 @@ def mutants(book, rng: random.Random):
             text = _text(book, sheet, it)
             for k, new in enumerate(semantic(text)):
                 yield f"{sheet} {it} semantic {k}: {new[:60]}", sheet, it, (lambda _t, new=new: new)
-    # the softmax of one row: a row's sum of exp off
-    cell = book.names[T.block_attn_sum_h(1, 0)].cell(2)
-    yield "softmax of one row", cell.sheet, ("cell_array", (cell.r1, cell.c1)), wrap
+    # the softmax of one head: its row sums of exp off (one array formula, found by its first cell)
+    cell = book.names[T.block_attn_sum_h(1, 0)].cell(0)
+    yield "softmax row sums of one head", cell.sheet, ("cell_array", (cell.r1, cell.c1)), wrap
 
 
 def _inside(book, sheet, it, r) -> bool:

@@ -133,7 +133,7 @@ block_{l}_q_h{h}          N D     block_{l}      number   model
 block_{l}_k_h{h}          N D     block_{l}      number   model
 block_{l}_v_h{h}          N D     block_{l}      number   model
 block_{l}_scores_h{h}     N N     block_{l}      number   model
-block_{l}_attn_max_h{h}   N 1     block_{l}      number   model
+block_{l}_attn_max_h{h}   1 1     block_{l}      number   model
 block_{l}_attn_sum_h{h}   N 1     block_{l}      number   model
 block_{l}_attn_h{h}       N N     block_{l}      number   model
 block_{l}_z_h{h}          N D     block_{l}      number   model

@@ -30,14 +30,15 @@ def linear(x, w, b):  # [N, in] @ [in, out] + [out] (Conv1D layout)
     return x @ w + b
 
 
-def attention(q, k, v):  # [N, D] x3 -> scores, each row's max and sum of exp (the softmax's pieces), weights, out
+def attention(q, k, v):  # [N, D] x3 -> scores, the softmax's pieces (the head's max, each row's sum), weights, out
     n = q.shape[0]
     scores = q @ k.T / np.sqrt(q.shape[-1])
     causal = np.tril(np.ones((n, n), dtype=bool))
     masked = np.where(causal, scores, -np.inf)
-    mx = np.max(masked, axis=-1, keepdims=True)
-    sm = np.sum(np.exp(masked - mx), axis=-1, keepdims=True)
-    weights = np.exp(masked - mx) / sm
+    mx = np.max(scores, keepdims=True).reshape(1, 1)  # one max per head: a row's softmax ignores the constant
+    e = np.exp(masked - mx)
+    sm = np.sum(e, axis=-1, keepdims=True)
+    weights = e / sm
     return scores, mx, sm, weights, weights @ v
 
 
@@ -145,8 +146,10 @@ def logit_lens(t, wte, ln_f_w, ln_f_b, cfg: GPT2Config, n_real, target, k):
     out[T.lens_probs()] = np.exp(logits - mx) / sm
     k = min(k, logits.shape[0])
     ids = np.array([top_k(logits[:, j], k) for j in range(L + 1)]).T  # [k, L+1]
+    top = np.take_along_axis(logits, ids, axis=0)
+    ids[:, L], top[:, L] = t[T.top_ids()][:k, 0], t[T.top_logits()][:k, 0]  # the final column is the prediction's
     out[T.lens_top_ids()] = ids
-    out[T.lens_top_logits()] = np.take_along_axis(logits, ids, axis=0)
+    out[T.lens_top_logits()] = top
     out[T.lens_top_probs()] = np.exp(out[T.lens_top_logits()] - mx) / sm
     out[T.lens_target()] = np.array([[target]])
     tl = out[T.lens_target_logit()] = logits[target : target + 1]  # [1, L+1]

@@ -68,9 +68,15 @@ def mha(book, lay: Layout, tab: Tab, t: dict, l: int, x: Range) -> Range:  # noq
 
 
 def attention(tab: Tab, t: dict, l: int, h: int, D: int, labels: Range) -> Range:  # noqa: E741
-    """scores [N, N] with each row's max and sum (the softmax's pieces) to their right, then the weights below."""
+    """scores [N, N] with the softmax's pieces to their right (the head's max, each row's sum), then the weights.
+
+    The max is ONE number for the whole head, not one per row: subtracting any constant from a row leaves its
+    softmax unchanged, and the head's largest score keeps EXP from overflowing. So the head's softmax statistics
+    are two formulas (a MAX, and the row sums as one MMULT with a column of ones), not 2N."""
     ws = tab.ws
     N = labels.shape[0]
+    pos = T.positions()
+    visible = f"TRANSPOSE({pos})<={pos}"  # key j <= query i: the causal mask, [N, N]
     scores_name, max_name, sum_name = T.block_scores_h(l, h), T.block_attn_max_h(l, h), T.block_attn_sum_h(l, h)
     f_scores = f"=MMULT({T.block_q_h(l, h)},TRANSPOSE({T.block_k_h(l, h)}))/SQRT({D})"
     sec = tab.section(f"head {h}: attention scores, query row . key column / SQRT({D})", f_scores,
@@ -79,20 +85,17 @@ def attention(tab: Tab, t: dict, l: int, h: int, D: int, labels: Range) -> Range
     for j in range(N):
         src = labels.cell(j)
         ws.formula(hdr, sec.c1 + j, f"={src.abs}", S.INDEX, value=Same(src))
-    scores, mx, sm = sec.cols(0, N), sec.cols(N + 1), sec.cols(N + 2)
-    ws.write(hdr - 1, mx.c1, "softmax pieces: the row's max and SUM(EXP(score - max)) over keys j <= i", S.FORMULA)
+    scores, mx, sm = sec.cols(0, N), sec.cols(N + 1).cell(0), sec.cols(N + 2)
+    ws.write(hdr - 1, mx.c1, "softmax pieces: the head's largest score (one number: a softmax ignores a constant "
+             "subtracted from its row), and each row's SUM(EXP(score - max)) over keys j <= i", S.FORMULA)
     ws.write(hdr, mx.c1, "max", S.INDEX)
     ws.write(hdr, sm.c1, "sum", S.INDEX)
     scores = tab.define(scores_name, ws.array(scores, f_scores, S.NUM, value=t[scores_name]))
-    for r in range(N):
-        row = scores.rows(r).local()
-        pos = f"$A{sec.r1 + r}"
-        ws.array(mx.cell(r), f"=MAX(IF(TRANSPOSE({T.positions()})<={pos},{row}))", S.NUM, value=t[max_name][r, 0])
-        ws.array(sm.cell(r), f"=SUM(IF(TRANSPOSE({T.positions()})<={pos},EXP({row}-{mx.cell(r).local()})))", S.NUM,
-                 value=t[sum_name][r, 0])
-    mx = tab.define(max_name, mx)
-    sm = tab.define(sum_name, sm)
-    f_w = f"=IF(TRANSPOSE({T.positions()})<={T.positions()},EXP({scores.ref}-{mx.ref}),0)/{sm.ref}"
+    mx = tab.define(max_name, ws.formula(mx.r1, mx.c1, f"=MAX({scores.ref})", S.NUM, value=t[max_name][0, 0]))
+    ones = f"IF({pos}>=0,1,0)"  # a column of N ones: MMULT by it sums each row
+    sm = tab.define(sum_name, ws.array(sm, f"=MMULT(IF({visible},EXP({scores.ref}-{mx.ref}),0),{ones})", S.NUM,
+                                       value=t[sum_name]))
+    f_w = f"=IF({visible},EXP({scores.ref}-{mx.ref}),0)/{sm.ref}"
     sec = tab.section(f"head {h}: attention weights, the softmax of each row over keys j <= i (a token sees only "
                       "itself and earlier ones: the causal mask); each row sums to 1", f_w,
                       rows=N, cols=N, col_labels=labels, row_labels=labels)

@@ -66,10 +66,19 @@ def section(tab: Tab, title: str, formula: str, value, labels: Range | None = No
 def top_id(values: str, value: str, occurrence: str) -> str:
     """The id of the `occurrence`-th entry of `values` (a column over the vocabulary) equal to `value`.
 
-    MATCH is a fast native scan; only when the value is tied does the sheet fall back to SMALL(IF(...)),
-    which walks the whole column in array arithmetic (slow in IronCalc at 50k rows; IF is lazy there)."""
-    return (f"=IF(COUNTIF({values},{value})=1,MATCH({value},{values},0)-1,"
-            f"SMALL(IF({values}={value},vocab_ids),{occurrence}))")
+    `occurrence` counts the equal logits in the short top-k list so far (1 for the first rank), never the
+    vocabulary: MATCH is a fast native scan, and only a tie (a second equal logit) falls back to SMALL(IF(...)),
+    which walks the whole column in array arithmetic (IF is lazy, so untied ranks never pay for it)."""
+    match = f"MATCH({value},{values},0)-1"
+    if occurrence == "1":
+        return "=" + match
+    return f"=IF({occurrence}=1,{match},SMALL(IF({values}={value},vocab_ids),{occurrence}))"
+
+
+def occurrence(first: str, value: str) -> str:
+    """How many entries of the top-k list from `first` down to `value` equal it (1 unless tied): an array sum
+    over at most k cells (COUNTIF would measure the whole sheet's extent on every call in IronCalc)."""
+    return f"SUM(IF({first}:{value}={value},1,0))"
 
 
 def last_token(x: str) -> str:
@@ -78,17 +87,28 @@ def last_token(x: str) -> str:
 
 
 def top_k(ws, logits: str, mx: str, sm: str, rows: list[tuple[Range, Range, Range, Range]], texts: list[str],
-          ids, logit_values, prob_values, token_text) -> None:
+          ids, logit_values, prob_values, token_text, top1_id: str | None = None,
+          same_as: tuple[Range, Range] | None = None) -> None:
     """The k most likely tokens of one column of logits, rank by rank: (logit, id, probability, text) cells.
 
-    logit: LARGE(logits, rank); id: top_id (ties to the lower id); probability: EXP(logit - max) / sum, as
-    the column's softmax computes it (reading one cell of an array formula by INDEX can see a stale value in
-    IronCalc, which does not track that dependency); text: texts[rank] (a formula showing the id as text)."""
-    first = rows[0][0]
+    logit: LARGE(logits, rank), rank 1 the column's max `mx` already computed; id: top_id (ties to the lower
+    id), rank 1 `top1_id` when the argmax is already known; probability: EXP(logit - max) / sum, as the
+    column's softmax computes it (reading one cell of an array formula by INDEX can see a stale value in
+    IronCalc, which does not track that dependency); text: texts[rank] (a formula showing the id as text).
+    same_as: (logits, ids) of a table computing the same column, repeated instead of scanning it again.
+    Every LARGE or MATCH reads all V logits, the slow part of a recalculation at GPT-2's size."""
+    first = f"{col_letter(rows[0][0].c1)}${rows[0][0].r1}"
     for i, (lg, idc, p, tx) in enumerate(rows):
         lg_ref = lg.local(False)
-        ws.formula(lg.r1, lg.c1, f"=LARGE({logits},{i + 1})", S.NUM, value=logit_values[i])
-        occurrence = f"COUNTIF({col_letter(first.c1)}${first.r1}:{lg_ref},{lg_ref})" if i else "1"
-        ws.array(idc, top_id(logits, lg_ref, occurrence), S.INT, value=int(ids[i]))
+        if same_as is not None:
+            f_lg, f_id = f"={same_as[0].cell(i).abs}", f"={same_as[1].cell(i).abs}"
+        else:
+            f_lg = f"=LARGE({logits},{i + 1})" if i else f"={mx}"
+            f_id = f"={top1_id}" if i == 0 and top1_id else None
+        ws.formula(lg.r1, lg.c1, f_lg, S.NUM, value=logit_values[i])
+        if f_id is not None:
+            ws.formula(idc.r1, idc.c1, f_id, S.INT, value=int(ids[i]))
+        else:
+            ws.array(idc, top_id(logits, lg_ref, occurrence(first, lg_ref) if i else "1"), S.INT, value=int(ids[i]))
         ws.formula(p.r1, p.c1, f"=EXP({lg_ref}-{mx})/{sm}", S.PROB, value=prob_values[i])
         ws.formula(tx.r1, tx.c1, f"={texts[i]}", S.TEXT, value=token_text.text(int(ids[i])))

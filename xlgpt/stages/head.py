@@ -58,7 +58,7 @@ def prediction(book, lay: Layout, t: dict, token_text, opts: BuildOptions) -> Ta
     top_ids = [int(v) for v in t[T.top_ids()][:, 0]]
     ws.write(r, 2, "Next token id", S.KEY)
     nid = tab.define(T.next_token_id(), ws.formula(
-        r, 3, f"=MATCH(MAX({T.lm_head_logits()}),{T.lm_head_logits()},0)-1", S.INT, value=nid_value))
+        r, 3, f"=MATCH({T.lm_head_max()},{T.lm_head_logits()},0)-1", S.INT, value=nid_value))
     ws.write(r + 1, 2, "Next token", S.KEY)
     tab.row = r + 3
     k = lay.top_k
@@ -77,7 +77,7 @@ def prediction(book, lay: Layout, t: dict, token_text, opts: BuildOptions) -> Ta
     for i in range(k):
         ws.write(sec.r1 + i, 2, i + 1, S.LABEL)
     top_k(ws, T.lm_head_logits(), T.lm_head_max(), T.lm_head_sum(), rows, texts[1:], top_ids,
-          t[T.top_logits()][:, 0], t[T.top_probs()][:, 0], token_text)
+          t[T.top_logits()][:, 0], t[T.top_probs()][:, 0], token_text, top1_id=T.next_token_id())
     tab.define(T.top_logits(), sec.cols(0))
     tab.define(T.top_ids(), sec.cols(1))
     tab.define(T.top_probs(), sec.cols(2))

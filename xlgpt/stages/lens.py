@@ -59,16 +59,19 @@ def logit_lens(book, lay: Layout, t: dict, token_text, vocab_texts: list[str], t
         ws.write(sec.r1 + i, 2, lab, S.LABEL)
     # lens_logits etc. are defined further down: formulas refer to names, resolved when the file is opened
     f_tlogit = "=MMULT(TRANSPOSE(IF(vocab_ids=lens_target,1,0)),lens_logits)"
-    f_rank = "=MMULT(TRANSPOSE(IF(vocab_ids>=0,1,0)),IF(lens_logits>lens_target_logit,1,0))+1"
     f_tprob = "=EXP(lens_target_logit-lens_max)/lens_sum"
-    for i, name in enumerate([T.lens_target_logit(), T.lens_target_rank(), T.lens_target_prob()]):
-        tab.define(name, ws.array(sec.rows(i), [f_tlogit, f_rank, f_tprob][i], [S.NUM, S.INT, S.PROB][i], value=t[name]))
+    tab.define(T.lens_target_logit(), ws.array(sec.rows(0), f_tlogit, S.NUM, value=t[T.lens_target_logit()]))
+    tab.define(T.lens_target_prob(), ws.array(sec.rows(2), f_tprob, S.PROB, value=t[T.lens_target_prob()]))
+    # the rank: RANK per layer (a native count, filled in below once the logits have an address)
+    tlogit_cells, rank_cells = sec.rows(0), sec.rows(1)
+    tab.define(T.lens_target_rank(), rank_cells)
     ws.style_range(sec.rows(0), S.NUM)
     ws.style_range(sec.rows(1), S.INT)
     ws.style_range(sec.rows(2), S.PROB)
     ws.color_scales.append(ColorScale(sec.rows(2), colors=("FFFFFF", "63BE7B"), points=("num:0", "num:1")))
-    ws.write(sec.r2 + 1, 3, "logit: MMULT(TRANSPOSE(one-hot of the target), lens_logits);  rank: 1 + how many tokens "
-             "have a larger logit;  probability: EXP(logit - max) / sum", S.FORMULA)
+    ws.write(sec.r2 + 1, 3, "logit: MMULT(TRANSPOSE(one-hot of the target), lens_logits);  rank: RANK(logit, the "
+             "layer's column of lens_logits), 1 + how many tokens have a larger logit;  probability: "
+             "EXP(logit - max) / sum", S.FORMULA)
     tab.row = sec.r2 + 3
 
     # ---- top-k per layer: rank down, layers across ---------------------------------------------------------
@@ -77,7 +80,8 @@ def logit_lens(book, lay: Layout, t: dict, token_text, vocab_texts: list[str], t
     tops = []
     for title, style in top_titles:
         explain = {
-            "their logits": "LARGE(column of lens_logits, rank)",
+            "their logits": "LARGE(column of lens_logits, rank); rank 1 is the column's max; the final column "
+                            "repeats the prediction tab's table (the same row through the same ln_f)",
             "their ids": "the id with that logit (ties: the lower id first)",
             "their probabilities": "EXP(logit - max) / sum (the column's softmax)",
         }.get(title, "")
@@ -123,10 +127,16 @@ def logit_lens(book, lay: Layout, t: dict, token_text, vocab_texts: list[str], t
 
     # ---- now the top-k formulas (they need the logits' address) ---------------------------------------------
     for j in range(n):
+        col = here(logits.cols(j), tab)
+        rk = rank_cells.cell(0, j)
+        ws.formula(rk.r1, rk.c1, f"=RANK({tlogit_cells.cell(0, j).local(False)},{col})", S.INT,
+                   value=t[T.lens_target_rank()][0, j])
         rows = [(logit_sec.cell(i, j), id_sec.cell(i, j), prob_sec.cell(i, j), text_sec.cell(i, j)) for i in range(K)]
-        top_k(ws, here(logits.cols(j), tab), here(stats.cell(0, j), tab), here(stats.cell(1, j), tab), rows,
+        final = j == n - 1  # the final layer is the real prediction: its top-k is the prediction tab's
+        top_k(ws, col, here(stats.cell(0, j), tab), here(stats.cell(1, j), tab), rows,
               [token_text(idc.local(False)) for _, idc, _, _ in rows], t[T.lens_top_ids()][:, j],
-              t[T.lens_top_logits()][:, j], t[T.lens_top_probs()][:, j], token_text)
+              t[T.lens_top_logits()][:, j], t[T.lens_top_probs()][:, j], token_text,
+              same_as=(book[T.top_logits()], book[T.top_ids()]) if final else None)
     ws.color_scales.append(ColorScale(prob_sec, colors=("FFFFFF", "63BE7B"), points=("num:0", "num:1")))
     tab.define(T.lens_top_tokens(), text_sec)
     tab.define(T.lens_top_probs(), prob_sec)

@@ -86,7 +86,7 @@ def sampling(book, lay: Layout, t: dict, tab: Tab, opts: BuildOptions, token_tex
     helpers = [
         ("sample_t", "temperature used (1 when the argmax is taken)", "=IF(temperature>0,temperature,1)", False, S.NUM),
         ("sample_k", "k used", f"=IF(OR(sample_top_k<1,sample_top_k>={V}),{V},INT(sample_top_k))", False, S.INT),
-        ("sample_max", "max logit", "=MAX(lm_head_logits)", False, S.NUM),
+        ("sample_max", "max logit", "=lm_head_max", False, S.NUM),
         ("sample_kth", "k-th largest logit", "=LARGE(lm_head_logits,sample_k)", False, S.NUM),
         ("sample_above", "tokens above it", "=SUM(IF(lm_head_logits>sample_kth,1,0))", True, S.INT),
         ("sample_cut_id", "last id kept among ties at the k-th logit",
