@@ -58,18 +58,19 @@ def logit_lens(book, lay: Layout, t: dict, token_text, vocab_texts: list[str], t
     for i, lab in enumerate(["logit", "rank", "probability"]):
         ws.write(sec.r1 + i, 2, lab, S.LABEL)
     # lens_logits etc. are defined further down: formulas refer to names, resolved when the file is opened
-    f_tlogit = "=MMULT(TRANSPOSE(IF(vocab_ids=lens_target,1,0)),lens_logits)"
     f_tprob = "=EXP(lens_target_logit-lens_max)/lens_sum"
-    tab.define(T.lens_target_logit(), ws.array(sec.rows(0), f_tlogit, S.NUM, value=t[T.lens_target_logit()]))
     tab.define(T.lens_target_prob(), ws.array(sec.rows(2), f_tprob, S.PROB, value=t[T.lens_target_prob()]))
-    # the rank: RANK per layer (a native count, filled in below once the logits have an address)
+    # the logit (SUMIF picks the target's row: one value, exactly) and its RANK, per layer: native scans, one
+    # formula a cell (RANK reading one cell of a multi-cell array would be an untracked dependency in IronCalc);
+    # filled in below once the logits have an address
     tlogit_cells, rank_cells = sec.rows(0), sec.rows(1)
+    tab.define(T.lens_target_logit(), tlogit_cells)
     tab.define(T.lens_target_rank(), rank_cells)
     ws.style_range(sec.rows(0), S.NUM)
     ws.style_range(sec.rows(1), S.INT)
     ws.style_range(sec.rows(2), S.PROB)
     ws.color_scales.append(ColorScale(sec.rows(2), colors=("FFFFFF", "63BE7B"), points=("num:0", "num:1")))
-    ws.write(sec.r2 + 1, 3, "logit: MMULT(TRANSPOSE(one-hot of the target), lens_logits);  rank: RANK(logit, the "
+    ws.write(sec.r2 + 1, 3, "logit: SUMIF(vocab_ids, lens_target, the layer's column of lens_logits);  rank: RANK(logit, the "
              "layer's column of lens_logits), 1 + how many tokens have a larger logit;  probability: "
              "EXP(logit - max) / sum", S.FORMULA)
     tab.row = sec.r2 + 3
@@ -128,9 +129,10 @@ def logit_lens(book, lay: Layout, t: dict, token_text, vocab_texts: list[str], t
     # ---- now the top-k formulas (they need the logits' address) ---------------------------------------------
     for j in range(n):
         col = here(logits.cols(j), tab)
-        rk = rank_cells.cell(0, j)
-        ws.formula(rk.r1, rk.c1, f"=RANK({tlogit_cells.cell(0, j).local(False)},{col})", S.INT,
-                   value=t[T.lens_target_rank()][0, j])
+        tl, rk = tlogit_cells.cell(0, j), rank_cells.cell(0, j)
+        ws.formula(tl.r1, tl.c1, f"=SUMIF({T.vocab_ids()},{T.lens_target()},{col})", S.NUM,
+                   value=t[T.lens_target_logit()][0, j])
+        ws.formula(rk.r1, rk.c1, f"=RANK({tl.local(False)},{col})", S.INT, value=t[T.lens_target_rank()][0, j])
         rows = [(logit_sec.cell(i, j), id_sec.cell(i, j), prob_sec.cell(i, j), text_sec.cell(i, j)) for i in range(K)]
         final = j == n - 1  # the final layer is the real prediction: its top-k is the prediction tab's
         top_k(ws, col, here(stats.cell(0, j), tab), here(stats.cell(1, j), tab), rows,
