@@ -29,6 +29,7 @@ CASES = [
     ("tiny heads=0", "build --model tiny:heads=0", 2, "tiny model"),
     ("tiny embd wider than the grid", "build --model tiny:embd=8192,heads=4", 2, "columns"),
     ("tiny a billion layers", "build --model tiny:layers=1000000000", 2, "weight cells"),
+    ("GPT-2 XL's shapes: no engine here can recalculate it", "build --model random:gpt2-xl", 2, "to recalculate"),
     ("tiny ctx=0", "build --model tiny:ctx=0", 2, "tiny model"),
     ("tiny unknown option", "build --model tiny:wide=3", 2, "bad tiny model option"),
     ("model is a file", "build --model {book}", 2, "is a file"),

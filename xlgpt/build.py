@@ -29,6 +29,7 @@ WRITE_CELLS_PER_S = 5e6  # measured: the writer's weight cells per second (bench
 BUILD_BYTES = 400 << 20  # the layout, the tokenizer tabs and the interpreter
 TENSOR_COPIES = 4  # a tensor in flight: float32 as loaded, its float64 reference copy, the coder's buffers
 DEFAULT_CONTEXT = 16
+RECALC_BYTES_PER_WEIGHT = 33  # measured: IronCalc loading and recalculating (verify) GPT-2 small 4.6 GB, medium 11.4 GB
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Estimate:
     file_bytes: int
     memory_bytes: int
     seconds: float
+    recalc_bytes: int = 0  # what recalculating it takes (IronCalc, the leanest engine here)
 
     def text(self) -> str:
         return (f"about {self.weights:,} weight cells, {self.file_bytes / 1e9:,.1f} GB on disk, "
@@ -65,7 +67,7 @@ def estimate(cfg: GPT2Config) -> Estimate:
     return Estimate(weights, columns=2 + 4 * cfg.n_embd, rows=cfg.vocab_size + 6,
                     file_bytes=int(weights * FILE_BYTES_PER_WEIGHT),
                     memory_bytes=BUILD_BYTES + kept + reference + TENSOR_COPIES * 8 * cfg.largest_tensor,
-                    seconds=weights / WRITE_CELLS_PER_S)
+                    seconds=weights / WRITE_CELLS_PER_S, recalc_bytes=weights * RECALC_BYTES_PER_WEIGHT)
 
 
 def _memory_bytes() -> int | None:
@@ -87,6 +89,9 @@ def check_fits(cfg: GPT2Config, folder: Path) -> Estimate:
     mem = _memory_bytes()
     if mem is not None and est.memory_bytes > mem:
         raise XlgptError(f"this workbook needs {est.text()}; this machine has {mem / 1e9:,.1f} GB of memory")
+    if mem is not None and est.recalc_bytes > mem:  # GPT-2 large and XL here: refused at once, not after the build
+        raise XlgptError(f"this workbook ({est.text()}) would need about {est.recalc_bytes / 1e9:,.0f} GB of memory "
+                         f"to recalculate in IronCalc, the leanest engine here; this machine has {mem / 1e9:,.1f} GB")
     probe = folder if folder.is_dir() else Path(".")
     try:
         free = shutil.disk_usage(probe).free
