@@ -12,18 +12,24 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 
+def random_hf_model(tok, seed: int, **config):
+    """A random GPT2LMHeadModel of transformers itself, with non-trivial layer norms and biases."""
+    cfg = transformers.GPT2Config(vocab_size=tok.vocab_size, activation_function="gelu_new", resid_pdrop=0,
+                                  embd_pdrop=0, attn_pdrop=0, **config)
+    torch.manual_seed(seed)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
 @pytest.fixture(scope="module")
 def hf_folder(tmp_path_factory):
     """A random tiny GPT-2 saved by transformers itself as safetensors, with a cut GPT-2 vocabulary."""
     tok = Tokenizer.gpt2().cut(100)
-    cfg = transformers.GPT2Config(n_layer=3, n_head=4, n_embd=32, n_positions=24, vocab_size=tok.vocab_size,
-                                  activation_function="gelu_new", resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(cfg).eval()
-    with torch.no_grad():  # make the layer norms and biases non-trivial
-        for name, p in model.named_parameters():
-            if "ln" in name or name.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
+    model = random_hf_model(tok, seed=0, n_layer=3, n_head=4, n_embd=32, n_positions=24)
     folder = tmp_path_factory.mktemp("hf")
     model.save_pretrained(folder, safe_serialization=True)
     tok.save(folder)

@@ -205,16 +205,11 @@ def hub_folder(tmp_path_factory):
     """Keys without the `transformer.` prefix and `h.N.attn.bias` buffers, as the hub's own gpt2 file has."""
     from xlgpt.tokenizer import Tokenizer
 
+    from test_reference import random_hf_model
+
     tok = Tokenizer.gpt2().cut(100)
-    cfg = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=16, n_positions=16, vocab_size=tok.vocab_size,
-                                  layer_norm_epsilon=1e-3, activation_function="gelu_new", resid_pdrop=0,
-                                  embd_pdrop=0, attn_pdrop=0)
-    torch.manual_seed(1)
-    hf = transformers.GPT2LMHeadModel(cfg).eval()
-    with torch.no_grad():
-        for name, p in hf.named_parameters():
-            if "ln" in name or name.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
+    hf = random_hf_model(tok, seed=1, n_layer=2, n_head=2, n_embd=16, n_positions=16, layer_norm_epsilon=1e-3)
+    cfg = hf.config
     folder = tmp_path_factory.mktemp("hub")
     tensors = {k[len("transformer."):]: v.numpy().copy() for k, v in hf.state_dict().items()
                if k.startswith("transformer.")}
