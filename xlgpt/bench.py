@@ -161,14 +161,15 @@ def child_recalc(path: str, engine: str, snapshot: str = "no") -> dict:
             "loaded_from": loaded_from}
 
 
-def child_default(path: str) -> dict:
-    """`xlgpt build` (the default workbook: toy, context 16, live tokenizer) and its cells per tab."""
+def child_default(path: str, cached: str = "yes") -> dict:
+    """`xlgpt build` (the default workbook: toy, context 16, live tokenizer) and its cells per tab;
+    cached "no": `--no-cached-values` (what storing every formula's value costs)."""
     from . import build as build_mod
     from .stages import BuildOptions
 
     t = time.perf_counter()
-    build_mod.build("toy", BuildOptions(), path, echo=None)
-    return {"seconds": time.perf_counter() - t, "tabs": cells_per_tab(path)}
+    build_mod.build("toy", BuildOptions(cached_values=cached != "no"), path, echo=None)
+    return {"seconds": time.perf_counter() - t, "bytes": os.path.getsize(path), "tabs": cells_per_tab(path)}
 
 
 def child_generate(path: str, n: str) -> dict:
@@ -266,6 +267,11 @@ def fmt_report(res: dict, command: str) -> str:
         "| engine | wall s | CPU s | peak RSS MB | next_token_id |", "|---|---|---|---|---|",
         (f"| formulas | failed: {f['error']} | | | |" if "error" in f else
          f"| formulas | {f['wall_s']:.1f} | {f['cpu_s']:.1f} | {f['peak_mb']:.0f} | {f['next_token_id']} |") if f else "",
+        "", "What the cached values cost (`xlgpt build` with and without `--no-cached-values`):", "",
+        "| build | wall s | CPU s | peak RSS MB | file MB |", "|---|---|---|---|---|",
+        *(f"| {label} | {b['wall_s']:.1f} | {b['cpu_s']:.1f} | {b['peak_mb']:.0f} | {b['bytes'] / 1e6:.1f} |"
+          for label, b in (("with cached values", d), ("--no-cached-values", res.get("default_bare") or {}))
+          if "bytes" in b),
         ""])
     lines += ["Wall times depend on the machine's load: the numbers above come from one run.", ""]
     return "\n".join(lines)
@@ -329,6 +335,7 @@ def main(argv=None) -> int:
             print("(5) the default workbook in the formulas engine ...", file=sys.stderr, flush=True)
             default = os.path.join(tmp, "toy.xlsx")
             res["default"] = run_child("default", default)
+            res["default_bare"] = run_child("default", os.path.join(tmp, "toy_bare.xlsx"), "no")
             if "error" not in res["default"]:
                 res["formulas"] = run_child("recalc", default, "formulas")
     report = fmt_report(res, command)
