@@ -112,3 +112,10 @@ def top_k(ws, logits: str, mx: str, sm: str, rows: list[tuple[Range, Range, Rang
             ws.array(idc, top_id(logits, lg_ref, occurrence(first, lg_ref) if i else "1"), S.INT, value=int(ids[i]))
         ws.formula(p.r1, p.c1, f"=EXP({lg_ref}-{mx})/{sm}", S.PROB, value=prob_values[i])
         ws.formula(tx.r1, tx.c1, f"={texts[i]}", S.TEXT, value=token_text.text(int(ids[i])))
+
+
+def softmax_stats(ws, logits: str, mx: Range, sm: Range, max_value, sum_value, mx_ref: str | None = None) -> None:
+    """The softmax's two pieces of one column of logits: max = MAX(logits), sum = SUM(EXP(logits - max)) (the
+    probabilities are then EXP(logit - max) / sum). mx_ref: how the sum refers to the max (default its address)."""
+    ws.formula(mx.r1, mx.c1, f"=MAX({logits})", S.NUM, value=max_value)
+    ws.array(sm, f"=SUM(EXP({logits}-{mx_ref or mx.local()}))", S.NUM, value=sum_value)

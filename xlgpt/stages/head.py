@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..contract import T
 from ..layout import LM_HEAD, LN_F, PREDICTION, Layout, S, Tab
 from ..xlsx.book import BarChart, ColorScale, Range
-from .common import diverging, last_token, layer_norm, top_k
+from .common import diverging, last_token, layer_norm, softmax_stats, top_k
 from .options import BuildOptions
 from .sampling import sampling
 from .sampling import weights as sampling_weights
@@ -28,10 +28,10 @@ def lm_head(book, lay: Layout, t: dict, vocab_texts: list[str]) -> Tab:
     probs_f = f"=EXP({T.lm_head_logits()}-{T.lm_head_max()})/{T.lm_head_sum()}"
     stats = tab.section("softmax statistics", "max = MAX(logits);  sum = SUM(EXP(logits - max))", rows=1, cols=2,
                         col_labels=["max", "sum of exp"], positions=False)
-    ws.formula(stats.r1, stats.c1, f"=MAX({T.lm_head_logits()})", S.NUM, value=t[T.lm_head_max()])
+    softmax_stats(ws, T.lm_head_logits(), stats.cell(0, 0), stats.cell(0, 1), t[T.lm_head_max()],
+                  t[T.lm_head_sum()], mx_ref=T.lm_head_max())
     tab.define(T.lm_head_max(), stats.cell(0, 0))
-    tab.define(T.lm_head_sum(), ws.array(stats.cell(0, 1), f"=SUM(EXP({T.lm_head_logits()}-{T.lm_head_max()}))",
-                                         S.NUM, value=t[T.lm_head_sum()]))
+    tab.define(T.lm_head_sum(), stats.cell(0, 1))
     sec = tab.section("logits and probabilities, one row per vocabulary entry",
                       f"logit {logits_f}    probability {probs_f}", rows=lay.V, cols=2,
                       col_labels=["logit", "probability"], row_texts=vocab_texts)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..contract import T
 from ..layout import LENS, Layout, S, Tab
 from ..xlsx.book import ColorScale, Range
-from .common import diverging, here, last_token, layer_norm, top_k
+from .common import diverging, here, last_token, layer_norm, softmax_stats, top_k
 
 LN_CONVENTION = ("LayerNorm convention: every layer's vector is normalised with its OWN mean and variance, then "
                  "scaled by ln_f_w and shifted by ln_f_b (nostalgebraist's logit lens; TransformerLens "
@@ -117,10 +117,8 @@ def logit_lens(book, lay: Layout, t: dict, token_text, vocab_texts: list[str], t
     probs = tab.define(T.lens_probs(), ws.array(sec.cols(n + 1, n), f_probs, S.PROB, value=t[T.lens_probs()]))
     ws.column_style(probs.c1, S.PROB, probs.c2)
     for j in range(n):
-        col = here(logits.cols(j), tab)
-        mx = stats.cell(0, j)
-        ws.formula(mx.r1, mx.c1, f"=MAX({col})", S.NUM, value=t[T.lens_max()][0, j])
-        ws.array(stats.cell(1, j), f"=SUM(EXP({col}-{here(mx, tab)}))", S.NUM, value=t[T.lens_sum()][0, j])
+        softmax_stats(ws, here(logits.cols(j), tab), stats.cell(0, j), stats.cell(1, j), t[T.lens_max()][0, j],
+                      t[T.lens_sum()][0, j])
     tab.define(T.lens_max(), stats.rows(0))
     tab.define(T.lens_sum(), stats.rows(1))
     for v in range(V):  # column A: the token id (column B: its text)
