@@ -64,9 +64,9 @@ def _poison(book, src, dst) -> int:
     from xlgpt.xlsx.writer import cached_values
 
     cells = {}
-    for sheet, (scalars, arrays) in cached_values(book).items():
-        where = cells[sheet] = set(scalars)
-        for (r, c), vals in arrays.items():
+    for sheet, formulas in cached_values(book).items():
+        where = cells[sheet] = set()
+        for (r, c), vals in formulas.items():
             where.update((r + i, c + j) for i in range(vals.shape[0]) for j in range(vals.shape[1]))
     n = 0
 

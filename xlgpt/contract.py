@@ -239,13 +239,6 @@ def dims(n_layer: int, n_head: int, n_embd: int, vocab_size: int, n_ctx: int, co
             "X": max_chars, "B": 4 * max_chars, "G": n_merges, "S": n_pairs, "U": n_ranges}
 
 
-def instances(tensor: Tensor, n_layer: int, n_head: int):
-    """Every concrete name of a tensor: (name, layer or None, head or None)."""
-    layers = range(n_layer) if tensor.per_layer else [None]
-    heads = range(n_head) if tensor.per_head else [None]
-    return [(tensor(l, h), l, h) for l in layers for h in heads]
-
-
 def expand(n_layer: int, n_head: int, groups=None) -> dict[str, Tensor]:
     """name -> Tensor for every concrete name (optionally of some groups only): table order, and a run of
     per-layer tensors layer by layer (h0_*, then h1_*, ...), as the workbook lays them out."""

@@ -33,7 +33,6 @@ class TabCheck:
     tab: str
     cells: int = 0
     worst: float = 0.0  # the largest scaled numeric error
-    worst_at: str = ""
     failures: int = 0
     first: str = ""  # the first failing cell: address, expected, actual
 
@@ -56,9 +55,6 @@ class Result:
     @property
     def ok(self) -> bool:
         return not self.problems and all(t.ok for t in self.tabs) and self.next_token_id == self.expected_next_token_id
-
-    def tab(self, name: str) -> TabCheck:
-        return next(t for t in self.tabs if t.tab == name)
 
 
 # ---- what the workbook states ----------------------------------------------------------------------------
@@ -170,7 +166,7 @@ def compare_tab(tab: str, items: list[tuple[Range, np.ndarray]], values: np.ndar
             out.cells += 1
             ok, err = check_cell(w, got[i, j], scale)
             if err > out.worst and math.isfinite(err):
-                out.worst, out.worst_at = err, _addr(tab, rng.r1 + i, rng.c1 + j)
+                out.worst = err
             if not ok:
                 out.failures += 1
                 if not out.first:

@@ -366,9 +366,12 @@ class Book:
                 yield ws.name, af.rng, self.resolve(af.value, af.rng.shape)
 
     def resolve(self, value, shape):
-        """An expectation as an object array of `shape` (Same followed to the cells it names)."""
+        """An expectation as an array of `shape` (Same followed to the cells it names); numbers stay a numeric
+        array (a million of them at full size), anything else becomes an object array."""
         if isinstance(value, Same):
             return self.values(value.rng).reshape(shape)
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fiub" and value.size == int(np.prod(shape)):
+            return value.reshape(shape)
         out = np.empty(shape, dtype=object)
         if isinstance(value, np.ndarray):
             out[...] = value.reshape(shape)

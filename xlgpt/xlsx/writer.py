@@ -276,11 +276,12 @@ def sheet_rows(sheet: Sheet, styles: Styles, labels: dict | None = None,
     """The <row> elements of a sheet in order, merging single cells, array masters and blocks: as XML
     text, or as Weights for the rows of a lone float32 block (the fast path).
 
-    cached: (row, col) -> the value each formula cell shows before any recalculation (None: none written)."""
+    cached: cached_values()'s dict for this sheet, what each formula shows before any recalculation (None: none)."""
     single: dict[int, dict[int, str]] = {}
-    cells, arrays = cached or ({}, {})
+    values = cached or {}
     for (r, c), (value, style) in sheet.cells.items():
-        single.setdefault(r, {})[c] = _cell_xml(r, c, value, styles.id(style), cells.get((r, c), NOVALUE))
+        single.setdefault(r, {})[c] = _cell_xml(r, c, value, styles.id(style),
+                                                values[(r, c)][0, 0] if (r, c) in values else NOVALUE)
     column_sid: dict[int, str] = {}
 
     def sattr(rr: int, cc: int) -> str:
@@ -298,7 +299,7 @@ def sheet_rows(sheet: Sheet, styles: Styles, labels: dict | None = None,
         _, style = sheet.cells.get((r, c), (None, None))
         sid = styles.id(style)
         s = f' s="{sid}"' if sid else ""
-        vals = arrays.get((r, c))
+        vals = values.get((r, c))
         t, v = ("", "") if vals is None else _cached_texts(vals.reshape(-1)[:1])[0]
         single.setdefault(r, {})[c] = (f'<c r="{cell_ref(r, c)}"{s}{t}><f t="array" ref="{af.rng.a1}">'
                                        f'{formula_xml(af.text)}</f>{v}</c>')
@@ -664,19 +665,12 @@ def calc_pr(book: Book, cached: bool) -> str:
     return '<calcPr calcId="191029" fullCalcOnLoad="1"/>'
 
 
-def cached_values(book: Book) -> dict[str, tuple[dict, dict]]:
-    """sheet -> ((row, col) -> a formula cell's value, (row, col) of an array's anchor -> its values [rows x cols]):
-    what every formula must compute, which readers that do not recalculate show."""
-    out: dict[str, tuple[dict, dict]] = {}
-    for ws in book.sheets:
-        cells = {(r, c): book.resolve(v.value, (1, 1))[0, 0] for (r, c), (v, _) in ws.cells.items()
-                 if isinstance(v, Formula)}
-        arrays = {}
-        for af in ws.arrays:
-            v = af.value
-            plain = isinstance(v, np.ndarray) and v.dtype.kind in "fiub" and v.shape == af.rng.shape
-            arrays[(af.rng.r1, af.rng.c1)] = v if plain else book.resolve(v, af.rng.shape)
-        out[ws.name] = (cells, arrays)
+def cached_values(book: Book) -> dict[str, dict[tuple[int, int], np.ndarray]]:
+    """sheet -> (row, col) of a formula (an array formula's first cell) -> the values it must compute: what
+    readers that do not recalculate show."""
+    out: dict[str, dict[tuple[int, int], np.ndarray]] = {}
+    for sheet, rng, want in book.formula_cells():
+        out.setdefault(sheet, {})[(rng.r1, rng.c1)] = want
     return out
 
 
