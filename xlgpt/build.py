@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import XlgptError
 from .model import SMALL_MODEL, GPT2Config, Model, load_model
-from .reference import sample_token
+from .contract import T
 from .stages import BuildOptions, build_book, forward, prompt_ids
 from .stages.options import check_build, check_text
 from .xlsx.book import MAX_COLS, MAX_ROWS
@@ -183,7 +183,7 @@ def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | N
         raise XlgptError(f"cannot store a text in the workbook: {e}") from e
     except OSError as e:
         raise XlgptError(f"cannot write {path}: {e.strerror or e}") from e
-    next_id = int(t["next_token_id"][0, 0])
+    next_id = int(t[T.next_token_id()][0, 0])
     result = BuildResult(path, model, ids, next_id, model.tokenizer.token_text(next_id),
                          time.perf_counter() - t0, path.stat().st_size)
     if echo:
@@ -198,7 +198,7 @@ def build(model_spec: str | None, opts: BuildOptions, out: str | os.PathLike | N
                 echo(f"the sheet samples at temperature {opts.temperature:g} (top-k {opts.sample_top_k or 'all'}) with "
                      "u = RAND(): a new draw on every recalculation")
             else:
-                sid = sample_token(t["lm_head_logits"], opts.temperature, opts.sample_top_k, opts.seed)
+                sid = int(t[T.sampled_token_id()][0, 0])
                 echo(f"NumPy reference samples: {model.tokenizer.token_text(sid)!r} (id {sid}) at temperature "
                      f"{opts.temperature:g}, top-k {opts.sample_top_k or 'all'}, u = {opts.seed:g}")
     return result
